@@ -1,0 +1,4 @@
+DROP TABLE mailbox;
+DROP TABLE registrations;
+DROP TABLE competitions;
+DROP TABLE users;

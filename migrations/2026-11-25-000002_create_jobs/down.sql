@@ -1,0 +1,3 @@
+DROP TABLE failed_jobs;
+DROP TABLE fang_tasks;
+DROP TYPE fang_task_state;

@@ -1,0 +1,45 @@
+//! Configuration: every setting is a flag and an environment variable (`.env` is read first).
+
+use std::net::SocketAddr;
+
+use clap::Args;
+
+/// Settings shared by every subcommand. Deliberately not `Debug`: it holds the JWT secret.
+#[derive(Args, Clone)]
+pub struct Config {
+    /// Postgres URL; the database is created if missing.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        default_value = "postgres://postgres:postgres@localhost:5432/mini_compete"
+    )]
+    pub database_url: String,
+
+    /// Largest number of Postgres connections this process opens.
+    #[arg(long, env = "DATABASE_POOL_SIZE", global = true, default_value_t = 16)]
+    pub database_pool_size: u32,
+
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        global = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+
+    /// HS256 signing secret. Unset: a random per-process secret (tokens die with the process).
+    #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    #[arg(long, env = "JWT_TTL_SECS", global = true, default_value_t = 3600)]
+    pub jwt_ttl_secs: u64,
+
+    #[arg(
+        long,
+        env = "BIND_ADDR",
+        global = true,
+        default_value = "127.0.0.1:3000"
+    )]
+    pub bind_addr: SocketAddr,
+}

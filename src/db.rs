@@ -1,0 +1,168 @@
+//! Postgres: the connection pool, database creation and embedded migrations.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::{OptionalExtension, QueryResult, QueryableByName, sql_query, sql_types::Text};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
+    pooled_connection::{AsyncDieselConnectionManager, bb8},
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use url::Url;
+
+pub type PgPool = bb8::Pool<AsyncPgConnection>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Serialises migrations of concurrent processes (serve + workers starting together).
+const MIGRATION_LOCK_ID: i64 = 0x6d69_6e69_636f_6d70;
+
+/// A pool that does not connect until first used, so the server can start while Postgres
+/// is down and recover when it returns.
+pub fn pool(database_url: &str, max_size: u32) -> PgPool {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    bb8::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(Duration::from_secs(5))
+        .build_unchecked(manager)
+}
+
+/// Creates the database if it is missing, then runs pending migrations.
+pub async fn prepare(database_url: &str) -> anyhow::Result<()> {
+    create_database_if_missing(database_url).await?;
+    run_migrations(database_url).await
+}
+
+/// Splits `postgres://…/name?opts` into the same server's `postgres` database URL and `name`.
+pub fn maintenance_url(database_url: &str) -> anyhow::Result<(String, String)> {
+    let mut url = Url::parse(database_url).context("DATABASE_URL is not a valid URL")?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    anyhow::ensure!(!name.is_empty(), "DATABASE_URL names no database");
+    url.set_path("/postgres");
+    Ok((url.into(), name))
+}
+
+#[derive(QueryableByName)]
+struct DatabaseName {
+    #[diesel(sql_type = Text)]
+    #[allow(dead_code, reason = "only its presence is read")]
+    datname: String,
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> QueryResult<bool> {
+    sql_query("SELECT datname FROM pg_database WHERE datname = $1")
+        .bind::<Text, _>(name)
+        .get_result::<DatabaseName>(conn)
+        .await
+        .optional()
+        .map(|found| found.is_some())
+}
+
+/// Checks out a connection and runs a trivial query.
+pub async fn ping(pool: &PgPool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await?;
+    sql_query("SELECT 1").execute(&mut *conn).await?;
+    Ok(())
+}
+
+pub async fn create_database_if_missing(database_url: &str) -> anyhow::Result<()> {
+    let (maintenance, name) = maintenance_url(database_url)?;
+    let mut conn = AsyncPgConnection::establish(&maintenance)
+        .await
+        .context("cannot connect to the Postgres server")?;
+    if database_exists(&mut conn, &name).await? {
+        return Ok(());
+    }
+    let created = sql_query(format!("CREATE DATABASE {}", quote_identifier(&name)))
+        .execute(&mut conn)
+        .await;
+    // Another process may have created it in between: only its absence is an error.
+    if let Err(error) = created {
+        anyhow::ensure!(
+            database_exists(&mut conn, &name).await?,
+            "cannot create database {name}: {error}"
+        );
+    }
+    tracing::info!(database = %name, "created database");
+    Ok(())
+}
+
+pub async fn drop_database(database_url: &str) -> anyhow::Result<()> {
+    let (maintenance, name) = maintenance_url(database_url)?;
+    let mut conn = AsyncPgConnection::establish(&maintenance).await?;
+    sql_query(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_identifier(&name)
+    ))
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
+/// Runs pending migrations under an advisory lock. Needs a multi-thread tokio runtime.
+pub async fn run_migrations(database_url: &str) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(database_url)
+        .await
+        .context("cannot connect to the database")?;
+    sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
+        .execute(&mut conn)
+        .await?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|error| anyhow::anyhow!("migration failed: {error}"))?
+        .len();
+    let mut conn = harness.into_inner();
+    sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
+        .execute(&mut conn)
+        .await?;
+    if applied > 0 {
+        tracing::info!(applied, "ran migrations");
+    }
+    Ok(())
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Stores a fieldless enum as one of a fixed set of `text` values (each table guards the set
+/// with a CHECK constraint). The enum derives `AsExpression` and `FromSqlRow` with
+/// `sql_type = Text`.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
+                    self.as_str(),
+                    out,
+                )
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                match bytes.as_bytes() {
+                    $(b if b == $text.as_bytes() => Ok(Self::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {:?}",
+                        stringify!($name),
+                        String::from_utf8_lossy(other)
+                    )
+                    .into()),
+                }
+            }
+        }
+    };
+}
+pub(crate) use text_enum;

@@ -1,0 +1,109 @@
+//! The domain's one error type. Every variant maps to one `extensions.code` of API.md; the
+//! mapping to GraphQL lives in `graphql::errors`, so domain code stays free of async-graphql.
+//!
+//! `Display` is the message a client sees: internal details live only in the
+//! `Internal`/`Unavailable` payloads, which are logged, never shown.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// `Clone` because DataLoader shares one failure between every waiting field.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("You are already registered for this competition")]
+    AlreadyRegistered,
+    #[error("The competition has no seat left")]
+    CompetitionFull,
+    #[error("Registration for this competition is closed")]
+    RegistrationClosed,
+    #[error("Request already in progress")]
+    RequestInProgress,
+    #[error("This Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("A backing service is unavailable; retry later")]
+    Unavailable(String),
+    #[error("Internal server error")]
+    Internal(String),
+}
+
+impl AppError {
+    /// The `extensions.code` of API.md for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::BadInput(_) => "BAD_USER_INPUT",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
+            Self::AlreadyRegistered => "ALREADY_REGISTERED",
+            Self::CompetitionFull => "COMPETITION_FULL",
+            Self::RegistrationClosed => "REGISTRATION_CLOSED",
+            Self::RequestInProgress => "REQUEST_IN_PROGRESS",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// Detail for the server log only (never sent to clients).
+    pub fn internal_detail(&self) -> Option<&str> {
+        match self {
+            Self::Unavailable(detail) | Self::Internal(detail) => Some(detail),
+            _ => None,
+        }
+    }
+}
+
+pub fn bad_input(message: impl Into<String>) -> AppError {
+    AppError::BadInput(message.into())
+}
+
+pub fn internal(detail: impl std::fmt::Display) -> AppError {
+    AppError::Internal(detail.to_string())
+}
+
+/// A database error nobody handled more specifically: a lost connection means Postgres is
+/// unavailable; anything else is a bug.
+impl From<DieselError> for AppError {
+    fn from(error: DieselError) -> Self {
+        match &error {
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | DieselError::BrokenTransactionManager => AppError::Unavailable(error.to_string()),
+            _ => AppError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<diesel_async::pooled_connection::bb8::RunError> for AppError {
+    fn from(error: diesel_async::pooled_connection::bb8::RunError) -> Self {
+        AppError::Unavailable(format!("postgres pool: {error}"))
+    }
+}
+
+impl From<bb8_redis::bb8::RunError<bb8_redis::redis::RedisError>> for AppError {
+    fn from(error: bb8_redis::bb8::RunError<bb8_redis::redis::RedisError>) -> Self {
+        AppError::Unavailable(format!("redis pool: {error}"))
+    }
+}
+
+impl From<bb8_redis::redis::RedisError> for AppError {
+    fn from(error: bb8_redis::redis::RedisError) -> Self {
+        AppError::Unavailable(format!("redis: {error}"))
+    }
+}
+
+/// True when `error` is a violation of the named unique or check constraint.
+pub fn violates(error: &DieselError, constraint: &str) -> bool {
+    matches!(error, DieselError::DatabaseError(_, info) if info.constraint_name() == Some(constraint))
+}

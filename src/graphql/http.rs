@@ -1,0 +1,55 @@
+//! HTTP handlers: GraphQL over POST, GraphiQL on GET.
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::{
+    extract::State,
+    http::{HeaderMap, header::AUTHORIZATION},
+    response::Html,
+};
+
+use super::{context::Viewer, errors::refusal, loaders::UserLoader};
+use crate::{
+    auth::{Claims, JwtKeys},
+    error::{AppError, AppResult},
+    startup::HttpState,
+};
+
+pub async fn execute(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let viewer = match bearer_claims(&state.app.jwt, &headers) {
+        Ok(viewer) => viewer,
+        Err(error) => return refusal(error).into(),
+    };
+    let request = request
+        .into_inner()
+        .data(Viewer(viewer))
+        .data(UserLoader::for_request(state.app.db.clone()));
+    state.schema.execute(request).await.into()
+}
+
+pub async fn graphiql() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// A request without `Authorization` is anonymous; one with a bad token is refused, never
+/// downgraded to anonymous.
+fn bearer_claims(jwt: &JwtKeys, headers: &HeaderMap) -> AppResult<Option<Claims>> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .ok_or(AppError::Unauthenticated(
+            "Authorization header must be \"Bearer <token>\"",
+        ))?;
+    jwt.verify(token).map(Some)
+}

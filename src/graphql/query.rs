@@ -1,0 +1,60 @@
+use async_graphql::{Context, ID, Object};
+
+use super::{
+    context::ContextExt,
+    model::{CompetitionConnection, CompetitionView, UserView},
+};
+use crate::{
+    competitions::{self, Cursor, Filter},
+    error::AppError,
+    users, validation,
+};
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The caller's account.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
+        let caller = ctx.caller()?;
+        let mut conn = ctx.db().await?;
+        let user = users::find(&mut conn, caller.sub)
+            .await?
+            .ok_or(AppError::Unauthenticated("The account no longer exists"))?;
+        Ok(UserView(user))
+    }
+
+    /// Null when there is no such competition.
+    async fn competition(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<CompetitionView>> {
+        let id = validation::parse_id("id", &id)?;
+        let mut conn = ctx.db().await?;
+        Ok(competitions::find(&mut conn, id)
+            .await?
+            .map(CompetitionView))
+    }
+
+    /// Newest first; `after` takes a cursor of a previous page.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
+    async fn competitions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(20)")] first: Option<i32>,
+        after: Option<String>,
+        tag: Option<String>,
+        #[graphql(default_with = "Some(false)")] open_only: Option<bool>,
+    ) -> async_graphql::Result<CompetitionConnection> {
+        let after = after.as_deref().map(Cursor::decode).transpose()?;
+        let filter = Filter {
+            tag,
+            open_only: open_only.unwrap_or(false),
+        };
+        let mut conn = ctx.db().await?;
+        let page =
+            competitions::list(&mut conn, &filter, first.unwrap_or(20).into(), after).await?;
+        Ok(CompetitionConnection { page, filter })
+    }
+}

@@ -1,0 +1,18 @@
+//! Mini-Compete: a competitions service with a GraphQL API.
+//!
+//! Domain modules (`auth`, `users`, `competitions`) hold the rules and the SQL and know
+//! nothing of HTTP or GraphQL; `graphql` exposes them; `startup` wires pools, schema and
+//! router together.
+
+pub mod auth;
+pub mod competitions;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod redis;
+pub mod schema;
+pub mod seed;
+pub mod startup;
+pub mod users;
+pub mod validation;

@@ -1,0 +1,61 @@
+use clap::{Parser, Subcommand};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use mini_compete::{config::Config, db, graphql, seed, startup};
+use tracing_subscriber::EnvFilter;
+
+/// Mini-Compete: competitions with idempotent, never-oversold registration.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if missing, migrate, and serve the GraphQL API.
+    Serve,
+    /// Create the database if missing and run pending migrations.
+    Migrate,
+    /// Insert demo organizers, participants and competitions (safe to run again).
+    Seed,
+    /// Print the GraphQL schema (SDL); `schema.graphql` is this output.
+    Schema,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    dotenvy::dotenv().ok();
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
+        )
+        .init();
+    let config = cli.config;
+    match cli.command {
+        Command::Serve => {
+            startup::Application::build(&config)
+                .await?
+                .run_until(startup::shutdown_signal())
+                .await?;
+        }
+        Command::Migrate => db::prepare(&config.database_url).await?,
+        Command::Seed => {
+            db::prepare(&config.database_url).await?;
+            let mut conn = AsyncPgConnection::establish(&config.database_url).await?;
+            let seeded = seed::run(&mut conn).await?;
+            println!(
+                "seeded {} users and {} competitions (password: {})",
+                seeded.users,
+                seeded.competitions,
+                seed::SEED_PASSWORD
+            );
+        }
+        Command::Schema => print!("{}", graphql::sdl()),
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! A real server per test on a free port, backed by a fresh database that is dropped after.
+
+use std::net::SocketAddr;
+
+use mini_compete::{config::Config, db, startup::Application};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
+pub const PASSWORD: &str = "Correct-Horse-1";
+
+/// The server the tests point at: `DATABASE_URL`'s server, or the local default.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@localhost:5432/postgres".to_owned())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(url).expect("DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.into()
+}
+
+pub fn test_config() -> Config {
+    let name = format!("mc_test_{}", Uuid::new_v4().simple());
+    Config {
+        database_url: with_database(&server_url(), &name),
+        database_pool_size: 16,
+        redis_url: std::env::var("REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+        jwt_secret: Some(JWT_SECRET.to_owned()),
+        jwt_ttl_secs: 3600,
+        bind_addr: "127.0.0.1:0".parse().expect("literal address"),
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub config: Config,
+    server: tokio::task::JoinHandle<()>,
+}
+
+pub struct Account {
+    pub id: String,
+    pub token: String,
+    pub email: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_config()).await
+    }
+
+    pub async fn spawn_with(config: Config) -> Self {
+        let app = Application::build(&config)
+            .await
+            .expect("application builds");
+        let addr = app.local_addr().expect("bound address");
+        let server = tokio::spawn(async move {
+            app.run_until(std::future::pending())
+                .await
+                .expect("server runs");
+        });
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            config,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a GraphQL document, with a bearer token when given.
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        assert!(response.status().is_success(), "HTTP {}", response.status());
+        response.json().await.expect("JSON response")
+    }
+
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.gql_as(None, query, variables).await
+    }
+
+    pub async fn signup(&self, role: &str) -> Account {
+        let email = format!("{}@example.com", Uuid::new_v4().simple());
+        let body = self
+            .gql(
+                "mutation($input: SignupInput!) { signup(input: $input) { token user { id } } }",
+                json!({ "input": { "name": "Test User", "email": email, "password": PASSWORD, "role": role } }),
+            )
+            .await;
+        let payload = &body["data"]["signup"];
+        Account {
+            id: payload["user"]["id"].as_str().expect("user id").to_owned(),
+            token: payload["token"].as_str().expect("token").to_owned(),
+            email,
+        }
+    }
+
+    /// Creates a competition as `organizer`; `overrides` replace fields of a valid input.
+    pub async fn create_competition(&self, organizer: &Account, overrides: Value) -> Value {
+        let mut input = json!({
+            "title": "Test Cup",
+            "description": "A test competition",
+            "capacity": 10,
+            "regDeadline": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(),
+        });
+        if let (Some(input), Some(overrides)) = (input.as_object_mut(), overrides.as_object()) {
+            input.extend(overrides.clone());
+        }
+        self.gql_as(
+            Some(&organizer.token),
+            "mutation($input: CreateCompetitionInput!) { createCompetition(input: $input) {
+                id title tags capacity registeredCount seatsLeft isOpen regDeadline startDate
+                organizer { id } } }",
+            json!({ "input": input }),
+        )
+        .await
+    }
+
+    /// A direct connection to this test's database, for arranging what the API cannot.
+    pub async fn db(&self) -> diesel_async::AsyncPgConnection {
+        use diesel_async::AsyncConnection;
+        diesel_async::AsyncPgConnection::establish(&self.config.database_url)
+            .await
+            .expect("test database reachable")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        let url = self.config.database_url.clone();
+        // Drop runs inside the test's runtime: drop the database from a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(db::drop_database(&url)))
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(Ok(())))) {
+            eprintln!("could not drop the test database");
+        }
+    }
+}
+
+/// The `extensions.code` of the first error.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
+}

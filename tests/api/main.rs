@@ -1,0 +1,6 @@
+//! Integration tests: a real server over HTTP, real Postgres and Redis, one database each.
+
+mod auth;
+mod competitions;
+mod helpers;
+mod ops;
