@@ -234,3 +234,11 @@ pub async fn list(
 pub async fn count(conn: &mut AsyncPgConnection, filter: &Filter) -> AppResult<i64> {
     Ok(filtered(filter).count().get_result(conn).await?)
 }
+
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> AppResult<Vec<Competition>> {
+    Ok(competitions::table
+        .filter(competitions::id.eq_any(ids))
+        .select(Competition::as_select())
+        .load(conn)
+        .await?)
+}

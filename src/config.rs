@@ -35,6 +35,33 @@ pub struct Config {
     #[arg(long, env = "JWT_TTL_SECS", global = true, default_value_t = 3600)]
     pub jwt_ttl_secs: u64,
 
+    /// Prefix of every Redis key this service writes (to share a Redis between deployments).
+    #[arg(
+        long,
+        env = "REDIS_KEY_PREFIX",
+        global = true,
+        default_value = "mini-compete"
+    )]
+    pub redis_key_prefix: String,
+
+    /// How long a completed registration answers replays of its Idempotency-Key.
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_TTL_SECS",
+        global = true,
+        default_value_t = 86_400
+    )]
+    pub idempotency_ttl_secs: u64,
+
+    /// How long an in-flight request holds its key; bounds the wait after a crash.
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_LOCK_SECS",
+        global = true,
+        default_value_t = 60
+    )]
+    pub idempotency_lock_secs: u64,
+
     #[arg(
         long,
         env = "BIND_ADDR",

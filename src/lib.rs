@@ -1,8 +1,8 @@
 //! Mini-Compete: a competitions service with a GraphQL API.
 //!
-//! Domain modules (`auth`, `users`, `competitions`) hold the rules and the SQL and know
-//! nothing of HTTP or GraphQL; `graphql` exposes them; `startup` wires pools, schema and
-//! router together.
+//! Domain modules (`auth`, `users`, `competitions`, `registrations`, `idempotency`) hold
+//! the rules and the SQL and know nothing of HTTP or GraphQL; `graphql` exposes them;
+//! `startup` wires pools, schema and router together.
 
 pub mod auth;
 pub mod competitions;
@@ -10,7 +10,10 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod graphql;
+pub mod idempotency;
+pub mod jobs;
 pub mod redis;
+pub mod registrations;
 pub mod schema;
 pub mod seed;
 pub mod startup;

@@ -26,6 +26,7 @@ use crate::{
     config::Config,
     db::{self, PgPool},
     graphql::{self, AppSchema},
+    idempotency::IdempotencyStore,
     redis::{self, RedisPool},
 };
 
@@ -39,6 +40,7 @@ pub struct AppState {
     pub db: PgPool,
     pub redis: RedisPool,
     pub jwt: JwtKeys,
+    pub idempotency: IdempotencyStore,
     /// False until migrations have run (Postgres may be down when the server starts).
     pub migrated: Arc<AtomicBool>,
 }
@@ -57,9 +59,16 @@ impl AppState {
                 JwtKeys::random(config.jwt_ttl_secs)
             }
         };
+        let redis = redis::pool(&config.redis_url)?;
         Ok(Self {
             db: db::pool(&config.database_url, config.database_pool_size),
-            redis: redis::pool(&config.redis_url)?,
+            idempotency: IdempotencyStore::new(
+                redis.clone(),
+                &config.redis_key_prefix,
+                config.idempotency_ttl_secs,
+                config.idempotency_lock_secs,
+            ),
+            redis,
             jwt,
             migrated: Arc::new(AtomicBool::new(false)),
         })

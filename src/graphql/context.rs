@@ -2,9 +2,10 @@
 
 use std::future::Future;
 
-use async_graphql::Context;
+use async_graphql::{Context, dataloader::DataLoader};
 use diesel_async::{AsyncPgConnection, pooled_connection::bb8::PooledConnection};
 
+use super::loaders::DbLoader;
 use crate::{
     auth::Claims,
     error::{AppError, AppResult},
@@ -14,11 +15,18 @@ use crate::{
 /// The verified claims of the bearer token, if the request carried one.
 pub struct Viewer(pub Option<Claims>);
 
+/// The request's `Idempotency-Key` header, if any.
+pub struct IdempotencyKeyHeader(pub Option<String>);
+
 pub trait ContextExt {
     fn state(&self) -> &AppState;
 
     /// The authenticated caller, or `UNAUTHENTICATED`.
     fn caller(&self) -> AppResult<&Claims>;
+
+    fn idempotency_key_header(&self) -> Option<&str>;
+
+    fn loader(&self) -> &DataLoader<DbLoader>;
 
     fn db(&self)
     -> impl Future<Output = AppResult<PooledConnection<'_, AsyncPgConnection>>> + Send;
@@ -34,6 +42,14 @@ impl ContextExt for Context<'_> {
             .0
             .as_ref()
             .ok_or(AppError::Unauthenticated("Authentication required"))
+    }
+
+    fn idempotency_key_header(&self) -> Option<&str> {
+        self.data_unchecked::<IdempotencyKeyHeader>().0.as_deref()
+    }
+
+    fn loader(&self) -> &DataLoader<DbLoader> {
+        self.data_unchecked::<DataLoader<DbLoader>>()
     }
 
     async fn db(&self) -> AppResult<PooledConnection<'_, AsyncPgConnection>> {

@@ -8,12 +8,18 @@ use axum::{
     response::Html,
 };
 
-use super::{context::Viewer, errors::refusal, loaders::UserLoader};
+use super::{
+    context::{IdempotencyKeyHeader, Viewer},
+    errors::refusal,
+    loaders::DbLoader,
+};
 use crate::{
     auth::{Claims, JwtKeys},
     error::{AppError, AppResult},
     startup::HttpState,
 };
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub async fn execute(
     State(state): State<HttpState>,
@@ -24,10 +30,15 @@ pub async fn execute(
         Ok(viewer) => viewer,
         Err(error) => return refusal(error).into(),
     };
+    // A header that is not visible ASCII becomes "", which the key rules refuse.
+    let idempotency_key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| value.to_str().unwrap_or_default().to_owned());
     let request = request
         .into_inner()
         .data(Viewer(viewer))
-        .data(UserLoader::for_request(state.app.db.clone()));
+        .data(IdempotencyKeyHeader(idempotency_key))
+        .data(DbLoader::for_request(state.app.db.clone()));
     state.schema.execute(request).await.into()
 }
 

@@ -1,4 +1,4 @@
-//! DataLoaders batch the per-row lookups of one request into one query.
+//! DataLoaders batch the per-row lookups of one request into one query per table.
 
 use std::collections::HashMap;
 
@@ -6,28 +6,56 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use uuid::Uuid;
 
 use crate::{
+    competitions::{self, Competition},
     db::PgPool,
     error::AppError,
     users::{self, User},
 };
 
-pub struct UserLoader {
+/// Loads rows by id for one request.
+pub struct DbLoader {
     db: PgPool,
 }
 
-impl UserLoader {
+impl DbLoader {
     pub fn for_request(db: PgPool) -> DataLoader<Self> {
         DataLoader::new(Self { db }, tokio::spawn)
     }
 }
 
-impl Loader<Uuid> for UserLoader {
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserId(pub Uuid);
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CompetitionId(pub Uuid);
+
+impl Loader<UserId> for DbLoader {
     type Value = User;
     type Error = AppError;
 
-    async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, User>, AppError> {
-        let mut conn = self.db.get().await?;
-        let found = users::find_many(&mut conn, ids).await?;
-        Ok(found.into_iter().map(|user| (user.id, user)).collect())
+    async fn load(&self, ids: &[UserId]) -> Result<HashMap<UserId, User>, AppError> {
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let found = users::find_many(&mut *self.db.get().await?, &ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|user| (UserId(user.id), user))
+            .collect())
+    }
+}
+
+impl Loader<CompetitionId> for DbLoader {
+    type Value = Competition;
+    type Error = AppError;
+
+    async fn load(
+        &self,
+        ids: &[CompetitionId],
+    ) -> Result<HashMap<CompetitionId, Competition>, AppError> {
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let found = competitions::find_many(&mut *self.db.get().await?, &ids).await?;
+        Ok(found
+            .into_iter()
+            .map(|competition| (CompetitionId(competition.id), competition))
+            .collect())
     }
 }

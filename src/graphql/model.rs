@@ -1,13 +1,18 @@
 //! GraphQL output and input types: thin views over the domain types.
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, dataloader::DataLoader};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
-use super::{context::ContextExt, loaders::UserLoader};
+use super::{
+    context::ContextExt,
+    loaders::{CompetitionId, UserId},
+};
 use crate::{
     auth::NewAccount,
     competitions::{self, Competition, Cursor, Filter, NewCompetition, Page},
     error::internal,
+    registrations::{self, Registration},
     users::{self, User},
 };
 
@@ -18,8 +23,29 @@ pub enum RoleView {
     Organizer,
 }
 
-fn id(uuid: uuid::Uuid) -> ID {
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(
+    name = "RegistrationStatus",
+    remote = "registrations::RegistrationStatus"
+)]
+pub enum RegistrationStatusView {
+    Pending,
+    Confirmed,
+    Cancelled,
+}
+
+fn id(uuid: Uuid) -> ID {
     ID(uuid.to_string())
+}
+
+/// A row another row points at; its absence breaks a foreign key, so it is a bug.
+async fn load_user(ctx: &Context<'_>, user_id: Uuid) -> async_graphql::Result<UserView> {
+    let user = ctx
+        .loader()
+        .load_one(UserId(user_id))
+        .await?
+        .ok_or_else(|| internal(format!("user {user_id} is missing")))?;
+    Ok(UserView(user))
 }
 
 pub struct UserView(pub User);
@@ -138,14 +164,47 @@ impl CompetitionView {
         self.0.created_at
     }
     async fn organizer(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
-        let organizer = ctx
-            .data_unchecked::<DataLoader<UserLoader>>()
-            .load_one(self.0.organizer_id)
+        load_user(ctx, self.0.organizer_id).await
+    }
+    /// Only for the competition's organizer (`FORBIDDEN` for anyone else).
+    async fn registrations(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<RegistrationView>> {
+        let caller = ctx.caller()?;
+        let mut conn = ctx.db().await?;
+        let found = registrations::of_competition(&mut conn, caller, &self.0).await?;
+        Ok(found.into_iter().map(RegistrationView).collect())
+    }
+}
+
+pub struct RegistrationView(pub Registration);
+
+#[Object(name = "Registration")]
+impl RegistrationView {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn status(&self) -> RegistrationStatusView {
+        self.0.status.into()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn confirmed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.confirmed_at
+    }
+    async fn competition(&self, ctx: &Context<'_>) -> async_graphql::Result<CompetitionView> {
+        let competition_id = self.0.competition_id;
+        let competition = ctx
+            .loader()
+            .load_one(CompetitionId(competition_id))
             .await?
-            .ok_or_else(|| {
-                internal(format!("organizer of competition {} is missing", self.0.id))
-            })?;
-        Ok(UserView(organizer))
+            .ok_or_else(|| internal(format!("competition {competition_id} is missing")))?;
+        Ok(CompetitionView(competition))
+    }
+    async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
+        load_user(ctx, self.0.user_id).await
     }
 }
 

@@ -1,12 +1,13 @@
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
 
 use super::{
     context::ContextExt,
     model::{
-        AuthPayload, CompetitionView, CreateCompetitionInput, LoginInput, SignupInput, UserView,
+        AuthPayload, CompetitionView, CreateCompetitionInput, LoginInput, RegistrationView,
+        SignupInput, UserView,
     },
 };
-use crate::{auth, competitions};
+use crate::{auth, competitions, idempotency, registrations, validation};
 
 pub struct Mutation;
 
@@ -49,5 +50,35 @@ impl Mutation {
         let mut conn = ctx.db().await?;
         let competition = competitions::create(&mut conn, caller, input.into()).await?;
         Ok(CompetitionView(competition))
+    }
+
+    /// Participants only. Idempotent per key: the `Idempotency-Key` header or this argument.
+    async fn register(
+        &self,
+        ctx: &Context<'_>,
+        competition_id: ID,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<RegistrationView> {
+        let caller = ctx.caller()?;
+        let competition_id = validation::parse_id("competitionId", &competition_id)?;
+        let key =
+            idempotency::resolve_key(ctx.idempotency_key_header(), idempotency_key.as_deref())?;
+        let state = ctx.state();
+        let registration =
+            registrations::register(&state.db, &state.idempotency, caller, competition_id, &key)
+                .await?;
+        Ok(RegistrationView(registration))
+    }
+
+    /// The registrant only: cancels and frees the seat.
+    async fn cancel_registration(
+        &self,
+        ctx: &Context<'_>,
+        registration_id: ID,
+    ) -> async_graphql::Result<RegistrationView> {
+        let caller = ctx.caller()?;
+        let registration_id = validation::parse_id("registrationId", &registration_id)?;
+        let registration = registrations::cancel(&ctx.state().db, caller, registration_id).await?;
+        Ok(RegistrationView(registration))
     }
 }

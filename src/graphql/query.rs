@@ -2,12 +2,12 @@ use async_graphql::{Context, ID, Object};
 
 use super::{
     context::ContextExt,
-    model::{CompetitionConnection, CompetitionView, UserView},
+    model::{CompetitionConnection, CompetitionView, RegistrationView, UserView},
 };
 use crate::{
     competitions::{self, Cursor, Filter},
     error::AppError,
-    users, validation,
+    registrations, users, validation,
 };
 
 pub struct Query;
@@ -22,6 +22,17 @@ impl Query {
             .await?
             .ok_or(AppError::Unauthenticated("The account no longer exists"))?;
         Ok(UserView(user))
+    }
+
+    /// The caller's registrations, newest first.
+    async fn my_registrations(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<RegistrationView>> {
+        let caller = ctx.caller()?;
+        let mut conn = ctx.db().await?;
+        let found = registrations::of_user(&mut conn, caller.sub).await?;
+        Ok(found.into_iter().map(RegistrationView).collect())
     }
 
     /// Null when there is no such competition.

@@ -28,6 +28,9 @@ pub fn test_config() -> Config {
         database_pool_size: 16,
         redis_url: std::env::var("REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+        redis_key_prefix: name,
+        idempotency_ttl_secs: 86_400,
+        idempotency_lock_secs: 60,
         jwt_secret: Some(JWT_SECRET.to_owned()),
         jwt_ttl_secs: 3600,
         bind_addr: "127.0.0.1:0".parse().expect("literal address"),
@@ -129,6 +132,70 @@ impl TestApp {
         .await
     }
 
+    /// `count` participants inserted straight into the database (hashing passwords is not
+    /// what these tests exercise), with valid tokens.
+    pub async fn bulk_participants(&self, count: usize) -> Vec<Account> {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use mini_compete::{
+            auth::JwtKeys,
+            schema::users,
+            users::{Role, User},
+        };
+
+        let rows: Vec<_> = (0..count)
+            .map(|_| {
+                let email = format!("{}@example.com", Uuid::new_v4().simple());
+                (
+                    users::name.eq("Bulk Participant"),
+                    users::email.eq(email),
+                    users::password_hash.eq("not-a-login-account"),
+                    users::role.eq(Role::Participant),
+                )
+            })
+            .collect();
+        let created: Vec<User> = diesel::insert_into(users::table)
+            .values(&rows)
+            .returning(User::as_returning())
+            .get_results(&mut self.db().await)
+            .await
+            .expect("participants inserted");
+        let keys = JwtKeys::new(JWT_SECRET.as_bytes(), 3600);
+        created
+            .into_iter()
+            .map(|user| Account {
+                id: user.id.to_string(),
+                token: keys.issue(&user).expect("token"),
+                email: user.email,
+            })
+            .collect()
+    }
+
+    /// One number from SQL, e.g. `SELECT count(*) FROM registrations`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        use diesel::{QueryableByName, sql_types::BigInt};
+        use diesel_async::RunQueryDsl;
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(format!("SELECT ({sql})::bigint AS n"))
+            .get_result::<Count>(&mut self.db().await)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .n
+    }
+
+    /// Runs a statement to arrange what the API cannot (e.g. a deadline in the past).
+    pub async fn execute(&self, sql: &str) -> usize {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(sql)
+            .execute(&mut self.db().await)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
     /// A direct connection to this test's database, for arranging what the API cannot.
     pub async fn db(&self) -> diesel_async::AsyncPgConnection {
         use diesel_async::AsyncConnection;
@@ -142,18 +209,42 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
         let url = self.config.database_url.clone();
-        // Drop runs inside the test's runtime: drop the database from a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
+        let redis_url = self.config.redis_url.clone();
+        let prefix = self.config.redis_key_prefix.clone();
+        // Drop runs inside the test's runtime: clean up from a runtime of its own.
+        let cleaned = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .build()
-                .map(|runtime| runtime.block_on(db::drop_database(&url)))
+                .build()?;
+            runtime.block_on(async {
+                db::drop_database(&url).await?;
+                delete_redis_keys(&redis_url, &prefix).await
+            })
         })
         .join();
-        if !matches!(dropped, Ok(Ok(Ok(())))) {
-            eprintln!("could not drop the test database");
+        if !matches!(cleaned, Ok(Ok(()))) {
+            eprintln!("could not clean up after the test: {cleaned:?}");
         }
     }
+}
+
+/// Deletes every key the test's server wrote (they all share its prefix).
+async fn delete_redis_keys(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+    use bb8_redis::redis::{AsyncCommands, AsyncIter, Client};
+    let mut conn = Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut keys = Vec::new();
+    {
+        let mut iter: AsyncIter<String> = conn.scan_match(format!("{prefix}:*")).await?;
+        while let Some(key) = iter.next_item().await {
+            keys.push(key?);
+        }
+    }
+    if !keys.is_empty() {
+        let _: () = conn.del(keys).await?;
+    }
+    Ok(())
 }
 
 /// The `extensions.code` of the first error.

@@ -4,3 +4,4 @@ mod auth;
 mod competitions;
 mod helpers;
 mod ops;
+mod registrations;
