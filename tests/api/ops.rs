@@ -199,3 +199,51 @@ fn schema_graphql_matches_the_code() {
         "schema.graphql is stale: run `cargo run -- schema > schema.graphql`"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_creates_its_database_and_exits_cleanly_on_sigterm() {
+    let config = test_config();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_mini-compete"))
+        .arg("serve")
+        .env("DATABASE_URL", &config.database_url)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("REDIS_URL", &config.redis_url)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !client
+        .get(&ready_url)
+        .send()
+        .await
+        .is_ok_and(|response| response.status() == 200)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let pid = server.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), server.wait())
+        .await
+        .expect("serve exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    mini_compete::db::drop_database(&config.database_url)
+        .await
+        .unwrap();
+}
