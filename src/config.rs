@@ -1,6 +1,6 @@
 //! Configuration: every setting is a flag and an environment variable (`.env` is read first).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, str::FromStr};
 
 use clap::Args;
 
@@ -69,4 +69,62 @@ pub struct Config {
         default_value = "127.0.0.1:3000"
     )]
     pub bind_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub jobs: JobsConfig,
+}
+
+/// The background workers (in `serve` and in `worker`).
+#[derive(Args, Clone, Debug)]
+pub struct JobsConfig {
+    /// Tasks one process runs at once; `serve` runs no worker when 0.
+    #[arg(long, env = "WORKER_CONCURRENCY", global = true, default_value_t = 4)]
+    pub worker_concurrency: usize,
+
+    /// A task `in_progress` this long belongs to a worker that died; it is run again.
+    #[arg(
+        long,
+        env = "JOB_STALL_TIMEOUT_SECS",
+        global = true,
+        default_value_t = 300
+    )]
+    pub job_stall_timeout_secs: u64,
+
+    /// Delay before the first retry of a failed task; doubles with every further attempt.
+    #[arg(
+        long,
+        env = "JOB_RETRY_BACKOFF_MS",
+        global = true,
+        default_value_t = 1000
+    )]
+    pub job_retry_backoff_ms: u64,
+
+    /// How often an idle worker looks for due tasks when no wake-up notification arrives.
+    #[arg(
+        long,
+        env = "JOB_POLL_INTERVAL_MS",
+        global = true,
+        default_value_t = 1000
+    )]
+    pub job_poll_interval_ms: u64,
+
+    /// On shutdown, how long running tasks may take to finish.
+    #[arg(long, env = "JOB_DRAIN_SECS", global = true, default_value_t = 20)]
+    pub job_drain_secs: u64,
+
+    /// When reminders are sent: fang's cron with seconds (sec min hour day month weekday year), UTC.
+    #[arg(
+        long,
+        env = "REMINDER_CRON",
+        global = true,
+        default_value = "0 * * * * * *",
+        value_parser = parse_cron
+    )]
+    pub reminder_cron: String,
+}
+
+fn parse_cron(pattern: &str) -> Result<String, String> {
+    cron::Schedule::from_str(pattern)
+        .map(|_| pattern.to_owned())
+        .map_err(|error| format!("not a 7-field cron pattern: {error}"))
 }

@@ -1,8 +1,8 @@
 //! Mini-Compete: a competitions service with a GraphQL API.
 //!
-//! Domain modules (`auth`, `users`, `competitions`, `registrations`, `idempotency`) hold
+//! Domain modules (`auth`, `users`, `competitions`, `registrations`, `idempotency`, `mail`) hold
 //! the rules and the SQL and know nothing of HTTP or GraphQL; `graphql` exposes them;
-//! `startup` wires pools, schema and router together.
+//! `jobs` runs the background tasks; `startup` wires pools, schema, router and workers together.
 
 pub mod auth;
 pub mod competitions;
@@ -12,6 +12,7 @@ pub mod error;
 pub mod graphql;
 pub mod idempotency;
 pub mod jobs;
+pub mod mail;
 pub mod redis;
 pub mod registrations;
 pub mod schema;

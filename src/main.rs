@@ -1,6 +1,7 @@
 use clap::{Parser, Subcommand};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use mini_compete::{config::Config, db, graphql, seed, startup};
+use mini_compete::{config::Config, db, graphql, jobs, seed, startup};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// Mini-Compete: competitions with idempotent, never-oversold registration.
@@ -15,8 +16,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the database if missing, migrate, and serve the GraphQL API.
+    /// Create the database if missing, migrate, and serve the GraphQL API (with
+    /// `WORKER_CONCURRENCY` in-process workers).
     Serve,
+    /// Run background workers only (confirmations and reminders); run as many as you like.
+    Worker,
     /// Create the database if missing and run pending migrations.
     Migrate,
     /// Insert demo organizers, participants and competitions (safe to run again).
@@ -42,6 +46,23 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .run_until(startup::shutdown_signal())
                 .await?;
+        }
+        Command::Worker => {
+            anyhow::ensure!(
+                config.jobs.worker_concurrency > 0,
+                "the worker needs WORKER_CONCURRENCY of at least 1"
+            );
+            db::prepare(&config.database_url).await?;
+            let stop = CancellationToken::new();
+            tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    startup::shutdown_signal().await;
+                    stop.cancel();
+                }
+            });
+            let pool = db::pool(&config.database_url, config.database_pool_size);
+            jobs::run_workers(pool, config.database_url, config.jobs, stop).await;
         }
         Command::Migrate => db::prepare(&config.database_url).await?,
         Command::Seed => {

@@ -1,14 +1,6 @@
 //! Assembles the application: pools, the GraphQL schema, the HTTP router and the server.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use axum::{
     Json, Router,
@@ -18,15 +10,17 @@ use axum::{
     routing::{get, post},
 };
 use diesel::ConnectionError;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, trace::TraceLayer};
 
 use crate::{
     auth::JwtKeys,
-    config::Config,
+    config::{Config, JobsConfig},
     db::{self, PgPool},
     graphql::{self, AppSchema},
     idempotency::IdempotencyStore,
+    jobs,
     redis::{self, RedisPool},
 };
 
@@ -41,12 +35,15 @@ pub struct AppState {
     pub redis: RedisPool,
     pub jwt: JwtKeys,
     pub idempotency: IdempotencyStore,
+    /// Wakes the workers when a registration queued a confirmation.
+    pub jobs: jobs::Waker,
     /// False until migrations have run (Postgres may be down when the server starts).
-    pub migrated: Arc<AtomicBool>,
+    pub migrated: watch::Receiver<bool>,
 }
 
 impl AppState {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    /// The state and the sender that reports migrations done.
+    pub fn new(config: &Config) -> anyhow::Result<(Self, watch::Sender<bool>)> {
         let jwt = match &config.jwt_secret {
             Some(secret) if !secret.is_empty() => {
                 JwtKeys::new(secret.as_bytes(), config.jwt_ttl_secs)
@@ -60,8 +57,11 @@ impl AppState {
             }
         };
         let redis = redis::pool(&config.redis_url)?;
-        Ok(Self {
-            db: db::pool(&config.database_url, config.database_pool_size),
+        let db = db::pool(&config.database_url, config.database_pool_size);
+        let (migrated_tx, migrated) = watch::channel(false);
+        let state = Self {
+            jobs: jobs::Waker::spawn(db.clone()),
+            db,
             idempotency: IdempotencyStore::new(
                 redis.clone(),
                 &config.redis_key_prefix,
@@ -70,8 +70,9 @@ impl AppState {
             ),
             redis,
             jwt,
-            migrated: Arc::new(AtomicBool::new(false)),
-        })
+            migrated,
+        };
+        Ok((state, migrated_tx))
     }
 }
 
@@ -84,18 +85,49 @@ pub struct HttpState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    workers: Option<Workers>,
+}
+
+/// The in-process worker pool of `serve` (none when `WORKER_CONCURRENCY` is 0).
+struct Workers {
+    db: PgPool,
+    database_url: String,
+    settings: JobsConfig,
+    migrated: watch::Receiver<bool>,
+}
+
+impl Workers {
+    /// Starts once migrations have run, so a server started before Postgres still works.
+    async fn run(mut self, stop: CancellationToken) {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            migrated = self.migrated.wait_for(|done| *done) => {
+                if migrated.is_err() {
+                    return;
+                }
+            }
+        }
+        jobs::run_workers(self.db, self.database_url, self.settings, stop).await;
+    }
 }
 
 impl Application {
     /// Creates the database and migrates (in the background, retrying, while Postgres is
     /// unreachable), then binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let state = AppState::new(config)?;
-        prepare_database(config.database_url.clone(), state.migrated.clone()).await?;
+        let (state, migrated) = AppState::new(config)?;
+        let workers = (config.jobs.worker_concurrency > 0).then(|| Workers {
+            db: state.db.clone(),
+            database_url: config.database_url.clone(),
+            settings: config.jobs.clone(),
+            migrated: state.migrated.clone(),
+        });
+        prepare_database(config.database_url.clone(), migrated).await?;
         let listener = TcpListener::bind(config.bind_addr).await?;
         Ok(Self {
             listener,
             router: router(state),
+            workers,
         })
     }
 
@@ -103,22 +135,42 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves (and runs the workers) until `shutdown` resolves, then lets in-flight
+    /// requests and running tasks finish.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let server = async {
+            let served = axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    stopped.cancel();
+                })
+                .await;
+            stop.cancel();
+            served
+        };
+        let workers = async {
+            if let Some(workers) = self.workers {
+                workers.run(stop.clone()).await;
+            }
+        };
+        let (served, ()) = tokio::join!(server, workers);
+        served
     }
 }
 
-async fn prepare_database(database_url: String, migrated: Arc<AtomicBool>) -> anyhow::Result<()> {
+async fn prepare_database(
+    database_url: String,
+    migrated: watch::Sender<bool>,
+) -> anyhow::Result<()> {
     match db::prepare(&database_url).await {
         Ok(()) => {
-            migrated.store(true, Ordering::Release);
+            migrated.send_replace(true);
             Ok(())
         }
         Err(error) if error.downcast_ref::<ConnectionError>().is_some() => {
@@ -128,7 +180,7 @@ async fn prepare_database(database_url: String, migrated: Arc<AtomicBool>) -> an
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     match db::prepare(&database_url).await {
                         Ok(()) => {
-                            migrated.store(true, Ordering::Release);
+                            migrated.send_replace(true);
                             tracing::info!("database ready");
                             return;
                         }
@@ -165,7 +217,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
         tokio::time::timeout(PROBE_TIMEOUT, redis::ping(&app.redis)),
     );
     let postgres = match postgres {
-        Ok(Ok(())) if app.migrated.load(Ordering::Acquire) => "up",
+        Ok(Ok(())) if *app.migrated.borrow() => "up",
         Ok(Ok(())) => "migrating",
         _ => "down",
     };

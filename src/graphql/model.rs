@@ -12,6 +12,7 @@ use crate::{
     auth::NewAccount,
     competitions::{self, Competition, Cursor, Filter, NewCompetition, Page},
     error::internal,
+    mail::{self, Mail},
     registrations::{self, Registration},
     users::{self, User},
 };
@@ -32,6 +33,13 @@ pub enum RegistrationStatusView {
     Pending,
     Confirmed,
     Cancelled,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(name = "MailKind", remote = "mail::MailKind")]
+pub enum MailKindView {
+    Confirmation,
+    Reminder,
 }
 
 fn id(uuid: Uuid) -> ID {
@@ -250,5 +258,29 @@ impl CompetitionConnection {
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
         let mut conn = ctx.db().await?;
         Ok(competitions::count(&mut conn, &self.filter).await?)
+    }
+}
+
+pub struct MailView(pub Mail);
+
+#[Object(name = "Mail")]
+impl MailView {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn kind(&self) -> MailKindView {
+        self.0.kind.into()
+    }
+    async fn to(&self) -> &str {
+        &self.0.to_address
+    }
+    async fn subject(&self) -> &str {
+        &self.0.subject
+    }
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+    async fn sent_at(&self) -> DateTime<Utc> {
+        self.0.sent_at
     }
 }

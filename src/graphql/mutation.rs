@@ -67,6 +67,7 @@ impl Mutation {
         let registration =
             registrations::register(&state.db, &state.idempotency, caller, competition_id, &key)
                 .await?;
+        state.jobs.wake();
         Ok(RegistrationView(registration))
     }
 

@@ -2,12 +2,12 @@ use async_graphql::{Context, ID, Object};
 
 use super::{
     context::ContextExt,
-    model::{CompetitionConnection, CompetitionView, RegistrationView, UserView},
+    model::{CompetitionConnection, CompetitionView, MailView, RegistrationView, UserView},
 };
 use crate::{
     competitions::{self, Cursor, Filter},
     error::AppError,
-    registrations, users, validation,
+    mail, registrations, users, validation,
 };
 
 pub struct Query;
@@ -33,6 +33,19 @@ impl Query {
         let mut conn = ctx.db().await?;
         let found = registrations::of_user(&mut conn, caller.sub).await?;
         Ok(found.into_iter().map(RegistrationView).collect())
+    }
+
+    /// The caller's mailbox (confirmations and reminders), newest first.
+    #[graphql(complexity = "first.unwrap_or(50).clamp(1, 100) as usize * child_complexity")]
+    async fn my_mail(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(50)")] first: Option<i32>,
+    ) -> async_graphql::Result<Vec<MailView>> {
+        let caller = ctx.caller()?;
+        let mut conn = ctx.db().await?;
+        let found = mail::mailbox_of(&mut conn, caller.sub, first.unwrap_or(50).into()).await?;
+        Ok(found.into_iter().map(MailView).collect())
     }
 
     /// Null when there is no such competition.

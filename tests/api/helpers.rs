@@ -1,9 +1,17 @@
 //! A real server per test on a free port, backed by a fresh database that is dropped after.
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
-use mini_compete::{config::Config, db, startup::Application};
+use mini_compete::{
+    config::{Config, JobsConfig},
+    db, jobs,
+    startup::Application,
+};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
@@ -34,6 +42,39 @@ pub fn test_config() -> Config {
         jwt_secret: Some(JWT_SECRET.to_owned()),
         jwt_ttl_secs: 3600,
         bind_addr: "127.0.0.1:0".parse().expect("literal address"),
+        jobs: test_jobs_config(),
+    }
+}
+
+/// The defaults, but waiting less: tests must not wait out production-sized delays.
+pub fn test_jobs_config() -> JobsConfig {
+    JobsConfig {
+        worker_concurrency: 4,
+        job_stall_timeout_secs: 300,
+        job_retry_backoff_ms: 10,
+        job_poll_interval_ms: 200,
+        job_drain_secs: 10,
+        reminder_cron: "0 * * * * * *".to_owned(),
+    }
+}
+
+/// Workers started by a test inside its own process; stopped (and drained) by `stop`.
+pub struct TestWorkers {
+    stop: CancellationToken,
+    running: tokio::task::JoinHandle<()>,
+}
+
+impl TestWorkers {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let mut workers = self;
+        (&mut workers.running).await.expect("workers stop");
+    }
+}
+
+impl Drop for TestWorkers {
+    fn drop(&mut self) {
+        self.running.abort();
     }
 }
 
@@ -53,6 +94,13 @@ pub struct Account {
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(test_config()).await
+    }
+
+    /// Without in-process workers: queued tasks stay queued until a test starts workers.
+    pub async fn spawn_without_workers() -> Self {
+        let mut config = test_config();
+        config.jobs.worker_concurrency = 0;
+        Self::spawn_with(config).await
     }
 
     pub async fn spawn_with(config: Config) -> Self {
@@ -194,6 +242,35 @@ impl TestApp {
             .execute(&mut self.db().await)
             .await
             .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+
+    /// Starts workers against this test's database (for apps spawned without them).
+    pub fn start_workers(&self, settings: JobsConfig) -> TestWorkers {
+        let stop = CancellationToken::new();
+        let pool = db::pool(&self.config.database_url, 8);
+        let running = tokio::spawn(jobs::run_workers(
+            pool,
+            self.config.database_url.clone(),
+            settings,
+            stop.clone(),
+        ));
+        TestWorkers { stop, running }
+    }
+
+    /// Polls `sql` (one number) until it equals `expected`; panics after `within`.
+    pub async fn wait_for_count(&self, sql: &str, expected: i64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen = self.count(sql).await;
+            if seen == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {within:?} for `{sql}` to be {expected}; it is {seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// A direct connection to this test's database, for arranging what the API cannot.

@@ -3,5 +3,6 @@
 mod auth;
 mod competitions;
 mod helpers;
+mod jobs;
 mod ops;
 mod registrations;

@@ -50,7 +50,7 @@ async fn register_with_header(app: &TestApp, who: &Account, competition: &str, k
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_participant_registers_and_the_job_is_written_with_it() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let competition = open_competition(&app, 5).await;
     let participant = app.signup("PARTICIPANT").await;
 
@@ -87,7 +87,7 @@ async fn a_participant_registers_and_the_job_is_written_with_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_register_requests_get_their_codes_and_write_nothing() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let competition = open_competition(&app, 5).await;
     let participant = app.signup("PARTICIPANT").await;
     let organizer = app.signup("ORGANIZER").await;
@@ -152,7 +152,7 @@ async fn bad_register_requests_get_their_codes_and_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replaying_a_key_returns_the_same_registration_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let competition = open_competition(&app, 5).await;
     let other = open_competition(&app, 5).await;
     let participant = app.signup("PARTICIPANT").await;
@@ -181,7 +181,7 @@ async fn replaying_a_key_returns_the_same_registration_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_attempt_releases_its_key() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let full = open_competition(&app, 1).await;
     let open = open_competition(&app, 1).await;
     let [first, second] = <[Account; 2]>::try_from(app.bulk_participants(2).await)
@@ -204,7 +204,7 @@ async fn a_failed_attempt_releases_its_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registration_closes_at_the_deadline() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let competition = open_competition(&app, 5).await;
     let participant = app.signup("PARTICIPANT").await;
     let closed = app
@@ -220,7 +220,7 @@ async fn registration_closes_at_the_deadline() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_frees_one_seat_and_registering_again_reactivates() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let competition = open_competition(&app, 1).await;
     let [owner, other] = <[Account; 2]>::try_from(app.bulk_participants(2).await)
         .ok()
@@ -273,7 +273,7 @@ async fn cancelling_frees_one_seat_and_registering_again_reactivates() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_organizer_sees_a_competitions_registrations() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let organizer = app.signup("ORGANIZER").await;
     let created = app.create_competition(&organizer, json!({})).await;
     let competition = created["data"]["createCompetition"]["id"]
@@ -357,7 +357,7 @@ fn codes(results: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_hundred_racing_for_a_hundred_seats_never_oversell() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let competition = open_competition(&app, 100).await;
     let participants = app.bulk_participants(300).await;
 
@@ -391,7 +391,7 @@ async fn three_hundred_racing_for_a_hundred_seats_never_oversell() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_key_sent_thirty_times_at_once_registers_once() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let competition = open_competition(&app, 10).await;
     let participant = app.bulk_participants(1).await.remove(0);
 
@@ -417,7 +417,7 @@ async fn one_key_sent_thirty_times_at_once_registers_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancellations_racing_registrations_never_oversell() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_without_workers().await;
     let competition = open_competition(&app, 50).await;
     let holders = app.bulk_participants(50).await;
     let mut held = Vec::new();
@@ -494,6 +494,7 @@ async fn cancellations_racing_registrations_never_oversell() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_registration_is_unavailable_and_writes_nothing() {
     let mut config = test_config();
+    config.jobs.worker_concurrency = 0;
     config.redis_url = "redis://127.0.0.1:1".to_owned();
     let app = TestApp::spawn_with(config).await;
     let competition = open_competition(&app, 5).await;
@@ -516,6 +517,7 @@ async fn without_redis_registration_is_unavailable_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_attempt_blocks_its_key_only_until_the_lock_expires() {
     let mut config = test_config();
+    config.jobs.worker_concurrency = 0;
     config.idempotency_lock_secs = 1;
     let app = TestApp::spawn_with(config).await;
     let competition = open_competition(&app, 5).await;

@@ -1,0 +1,1 @@
+DROP INDEX fang_tasks_due;

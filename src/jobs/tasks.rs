@@ -1,0 +1,119 @@
+//! The tasks, as fang `AsyncRunnable`s. Their logic lives in the `mail` module; a task only
+//! finds a connection and reports the outcome.
+
+use async_trait::async_trait;
+use diesel_async::{AsyncPgConnection, pooled_connection::bb8::PooledConnection};
+use fang::{AsyncQueueable, AsyncRunnable, FangError, Scheduled};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{CONFIRMATION_QUEUE, MAX_ATTEMPTS, REMINDER_QUEUE};
+use crate::{db::PgPool, error::AppError, mail};
+
+tokio::task_local! {
+    /// fang builds tasks from their JSON, so they cannot hold the pool; the worker provides
+    /// it around each run.
+    pub(super) static TASK_DB: PgPool;
+}
+
+async fn connection() -> Result<PooledConnection<'static, AsyncPgConnection>, FangError> {
+    let db = TASK_DB.try_with(PgPool::clone).map_err(|_| FangError {
+        description: "task run outside a worker".into(),
+    })?;
+    db.get_owned().await.map_err(|error| failure(error.into()))
+}
+
+/// The task's error as fang records it (in `fang_tasks`, `failed_jobs` and the log only).
+fn failure(error: AppError) -> FangError {
+    FangError {
+        description: error
+            .internal_detail()
+            .map_or_else(|| error.to_string(), str::to_owned),
+    }
+}
+
+/// Confirms one registration and mails its participant.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConfirmRegistration {
+    pub registration_id: Uuid,
+}
+
+#[typetag::serde(name = "ConfirmRegistration")]
+#[async_trait]
+impl AsyncRunnable for ConfirmRegistration {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let mut conn = connection().await?;
+        let outcome = mail::confirm_registration(&mut conn, self.registration_id)
+            .await
+            .map_err(failure)?;
+        tracing::debug!(registration_id = %self.registration_id, ?outcome, "confirmation");
+        Ok(())
+    }
+
+    fn task_type(&self) -> String {
+        CONFIRMATION_QUEUE.into()
+    }
+
+    fn max_retries(&self) -> i32 {
+        MAX_ATTEMPTS - 1
+    }
+}
+
+/// Sends the reminders that are due; fang schedules it again on its cron after every run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendReminders {
+    /// fang's 7-field cron pattern (it reads the schedule from the task itself).
+    pub cron: String,
+}
+
+#[typetag::serde(name = "SendReminders")]
+#[async_trait]
+impl AsyncRunnable for SendReminders {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let mut conn = connection().await?;
+        let sent = mail::send_due_reminders(&mut conn).await.map_err(failure)?;
+        if sent > 0 {
+            tracing::info!(sent, "reminders sent");
+        }
+        Ok(())
+    }
+
+    fn task_type(&self) -> String {
+        REMINDER_QUEUE.into()
+    }
+
+    fn cron(&self) -> Option<Scheduled> {
+        Some(Scheduled::CronPattern(self.cron.clone()))
+    }
+
+    /// One pending reminder task per pattern, however many workers schedule it.
+    fn uniq(&self) -> bool {
+        true
+    }
+
+    fn max_retries(&self) -> i32 {
+        MAX_ATTEMPTS - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::CONFIRMATION_TASK;
+
+    /// The registration statement writes this task's JSON by hand; it must match typetag's.
+    #[test]
+    fn confirmation_metadata_is_what_registration_writes() {
+        let id = Uuid::new_v4();
+        let task: &dyn AsyncRunnable = &ConfirmRegistration {
+            registration_id: id,
+        };
+        let metadata = serde_json::to_value(task).expect("serialisable");
+        assert_eq!(
+            metadata,
+            serde_json::json!({ "type": CONFIRMATION_TASK, "registration_id": id })
+        );
+        let back: Box<dyn AsyncRunnable> = serde_json::from_value(metadata).expect("decodable");
+        assert_eq!(back.task_type(), CONFIRMATION_QUEUE);
+    }
+}

@@ -1,0 +1,382 @@
+//! The worker loop: claims due tasks, runs them with bounded concurrency, retries with
+//! exponential backoff, records the last failure in `failed_jobs`, rescues tasks of dead
+//! workers and drains on shutdown.
+//!
+//! Claiming is one statement (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`), so
+//! two live workers never take the same task. Idle workers sleep until a `NOTIFY` on
+//! `WAKE_CHANNEL` (sent by `Waker`) or the poll interval, whichever comes first.
+
+use std::{pin::pin, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use diesel::{
+    QueryableByName, sql_query,
+    sql_types::{Array, BigInt, Integer, Jsonb, Text, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use fang::{AsyncQueue, AsyncQueueable, AsyncRunnable, Scheduled};
+use futures_util::StreamExt;
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinSet,
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL, tasks::TASK_DB};
+use crate::{config::JobsConfig, db::PgPool};
+
+/// How long to wait before reconnecting the LISTEN connection or retrying the start.
+const RECONNECT_DELAY: Duration = Duration::from_secs(2);
+
+/// Wakes idle workers of every process after tasks were queued. Wake-ups are coalesced:
+/// at most one `NOTIFY` is in flight per process, however many registrations commit, and it
+/// is sent outside the registration's transaction (a NOTIFY inside would serialise commits).
+#[derive(Clone)]
+pub struct Waker {
+    pending: mpsc::Sender<()>,
+}
+
+impl Waker {
+    /// Starts the sender; it stops when the last `Waker` clone is dropped.
+    pub fn spawn(db: PgPool) -> Self {
+        let (pending, mut wakeups) = mpsc::channel(1);
+        tokio::spawn(async move {
+            while wakeups.recv().await.is_some() {
+                if let Err(error) = notify(&db).await {
+                    tracing::debug!(%error, "could not wake the workers; they will poll");
+                }
+            }
+        });
+        Self { pending }
+    }
+
+    pub fn wake(&self) {
+        // Full means a wake-up is already pending, which covers this one too.
+        let _ = self.pending.try_send(());
+    }
+}
+
+async fn notify(db: &PgPool) -> anyhow::Result<()> {
+    let mut conn = db.get().await?;
+    sql_query("SELECT pg_notify($1, '')")
+        .bind::<Text, _>(WAKE_CHANNEL)
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// Runs workers until `shutdown` is cancelled, then lets running tasks finish for at most
+/// `JOB_DRAIN_SECS`. Retries its start while Postgres is unreachable.
+pub async fn run_workers(
+    db: PgPool,
+    database_url: String,
+    settings: JobsConfig,
+    shutdown: CancellationToken,
+) {
+    let worker = loop {
+        match Worker::start(db.clone(), &database_url, settings.clone()).await {
+            Ok(worker) => break Arc::new(worker),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "workers cannot start yet");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(RECONNECT_DELAY) => {}
+                }
+            }
+        }
+    };
+    let wake = Arc::new(Notify::new());
+    let listener = tokio::spawn(listen(database_url, wake.clone()));
+    tracing::info!(concurrency = settings.worker_concurrency, "workers started");
+    worker.run(wake, shutdown).await;
+    listener.abort();
+}
+
+/// Keeps a LISTEN connection open and turns its notifications into wake-ups.
+async fn listen(database_url: String, wake: Arc<Notify>) {
+    loop {
+        if let Err(error) = listen_once(&database_url, &wake).await {
+            tracing::warn!(%error, "wake-up channel lost; polling until it is back");
+        }
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
+async fn listen_once(database_url: &str, wake: &Notify) -> anyhow::Result<()> {
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    sql_query(format!("LISTEN {WAKE_CHANNEL}"))
+        .execute(&mut conn)
+        .await?;
+    // Tasks queued while nobody listened are due now.
+    wake.notify_one();
+    let mut notifications = pin!(conn.notifications_stream());
+    while let Some(notification) = notifications.next().await {
+        notification?;
+        wake.notify_one();
+    }
+    anyhow::bail!("connection closed")
+}
+
+#[derive(QueryableByName)]
+struct ClaimedTask {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Jsonb)]
+    metadata: serde_json::Value,
+    #[diesel(sql_type = Integer)]
+    retries: i32,
+}
+
+/// Takes up to `$2` due tasks of the types `$1`, oldest due first, atomically.
+const CLAIM: &str = "
+UPDATE fang_tasks SET state = 'in_progress', updated_at = now()
+ WHERE id IN (
+       SELECT id FROM fang_tasks
+        WHERE state IN ('new', 'retried') AND scheduled_at <= now() AND task_type = ANY($1)
+        ORDER BY scheduled_at
+        LIMIT $2
+          FOR UPDATE SKIP LOCKED)
+RETURNING id, metadata, retries";
+
+/// Puts tasks back that a dead worker left `in_progress` for longer than `$1` seconds.
+const RESCUE_STALLED: &str = "
+UPDATE fang_tasks
+   SET state = 'retried', retries = retries + 1, scheduled_at = now(), updated_at = now(),
+       error_message = 'stalled: its worker stopped before finishing it'
+ WHERE state = 'in_progress' AND updated_at < now() - make_interval(secs => $1)";
+
+/// Schedules attempt `retries + 2` of task `$1` in `$3` milliseconds.
+const RETRY: &str = "
+UPDATE fang_tasks
+   SET state = 'retried', retries = retries + 1, error_message = $2,
+       scheduled_at = now() + make_interval(secs => $3 / 1000.0), updated_at = now()
+ WHERE id = $1";
+
+/// Marks task `$1` failed (kept, as fang's `RemoveFinished` retention would) and records it
+/// as a dead letter.
+const DEAD_LETTER: &str = "
+WITH failed AS (
+    UPDATE fang_tasks SET state = 'failed', error_message = $2, updated_at = now()
+     WHERE id = $1
+    RETURNING id, task_type, metadata, retries
+)
+INSERT INTO failed_jobs (task_id, task_type, metadata, error_message, retries)
+SELECT id, task_type, metadata, $2, retries FROM failed
+ON CONFLICT (task_id) DO UPDATE
+   SET error_message = EXCLUDED.error_message, retries = EXCLUDED.retries, failed_at = now()";
+
+/// Removes pending reminder tasks of another cron pattern (the setting changed).
+const DROP_OTHER_SCHEDULES: &str = "
+DELETE FROM fang_tasks
+ WHERE task_type = $1 AND state IN ('new', 'retried') AND metadata <> $2";
+
+struct Worker {
+    db: PgPool,
+    /// fang's queue: schedules cron tasks and is what fang hands to a running task.
+    queue: AsyncQueue,
+    settings: JobsConfig,
+}
+
+impl Worker {
+    async fn start(db: PgPool, database_url: &str, settings: JobsConfig) -> anyhow::Result<Self> {
+        let mut queue = AsyncQueue::builder()
+            .uri(database_url)
+            .max_pool_size(2_u32)
+            .build();
+        queue.connect().await.context("fang queue")?;
+        let worker = Self {
+            db,
+            queue,
+            settings,
+        };
+        worker.schedule_reminders().await?;
+        Ok(worker)
+    }
+
+    /// Makes sure exactly one reminder task of the configured pattern is pending.
+    async fn schedule_reminders(&self) -> anyhow::Result<()> {
+        let task = SendReminders {
+            cron: self.settings.reminder_cron.clone(),
+        };
+        let metadata = serde_json::to_value(&task as &dyn AsyncRunnable)?;
+        let mut conn = self.db.get().await?;
+        sql_query(DROP_OTHER_SCHEDULES)
+            .bind::<Text, _>(REMINDER_QUEUE)
+            .bind::<Jsonb, _>(metadata)
+            .execute(&mut conn)
+            .await?;
+        self.queue
+            .schedule_task(&task)
+            .await
+            .context("scheduling reminders")?;
+        Ok(())
+    }
+
+    async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
+        let concurrency = self.settings.worker_concurrency.max(1);
+        let poll = Duration::from_millis(self.settings.job_poll_interval_ms.max(1));
+        let stall_timeout = Duration::from_secs(self.settings.job_stall_timeout_secs.max(1));
+        let sweep_every =
+            (stall_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut next_sweep = Instant::now();
+        let mut running = JoinSet::new();
+        while !shutdown.is_cancelled() {
+            while let Some(finished) = running.try_join_next() {
+                report_panic(finished);
+            }
+            if Instant::now() >= next_sweep {
+                self.rescue_stalled(stall_timeout).await;
+                next_sweep = Instant::now() + sweep_every;
+            }
+            let free = concurrency - running.len();
+            let mut saturated = false;
+            if free > 0 {
+                match self.claim(free).await {
+                    Ok(tasks) => {
+                        // A full batch means more may be due: claim again when a slot frees.
+                        saturated = tasks.len() == free;
+                        for task in tasks {
+                            running.spawn(self.clone().execute(task));
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot claim tasks"),
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                Some(finished) = running.join_next(), if !running.is_empty() => {
+                    report_panic(finished);
+                }
+                () = wake.notified(), if !saturated => {}
+                () = tokio::time::sleep(poll), if !saturated => {}
+                () = tokio::time::sleep_until(next_sweep) => {}
+            }
+        }
+        self.drain(running).await;
+    }
+
+    async fn drain(&self, mut running: JoinSet<()>) {
+        if running.is_empty() {
+            return;
+        }
+        tracing::info!(running = running.len(), "letting running tasks finish");
+        let drain = Duration::from_secs(self.settings.job_drain_secs);
+        let all_done = async {
+            while let Some(finished) = running.join_next().await {
+                report_panic(finished);
+            }
+        };
+        if tokio::time::timeout(drain, all_done).await.is_err() {
+            tracing::warn!(
+                "tasks still running at the drain deadline; they will be rescued as stalled"
+            );
+        }
+    }
+
+    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<ClaimedTask>> {
+        let mut conn = self.db.get().await?;
+        let queues: Vec<&str> = QUEUES.to_vec();
+        Ok(sql_query(CLAIM)
+            .bind::<Array<Text>, _>(queues)
+            .bind::<BigInt, _>(i64::try_from(limit)?)
+            .load(&mut conn)
+            .await?)
+    }
+
+    async fn rescue_stalled(&self, stall_timeout: Duration) {
+        let rescued = async {
+            let mut conn = self.db.get().await?;
+            let rescued = sql_query(RESCUE_STALLED)
+                .bind::<diesel::sql_types::Double, _>(stall_timeout.as_secs_f64())
+                .execute(&mut conn)
+                .await?;
+            anyhow::Ok(rescued)
+        };
+        match rescued.await {
+            Ok(0) => {}
+            Ok(rescued) => tracing::warn!(rescued, "re-queued tasks of a worker that died"),
+            Err(error) => tracing::warn!(%error, "cannot look for stalled tasks"),
+        }
+    }
+
+    /// Runs one claimed task and records its outcome.
+    async fn execute(self: Arc<Self>, task: ClaimedTask) {
+        let runnable: Box<dyn AsyncRunnable> = match serde_json::from_value(task.metadata) {
+            Ok(runnable) => runnable,
+            Err(error) => {
+                let reason = format!("cannot decode the task: {error}");
+                return self
+                    .record(task.id, self.dead_letter(task.id, &reason))
+                    .await;
+            }
+        };
+        let result = TASK_DB
+            .scope(self.db.clone(), runnable.run(&self.queue))
+            .await;
+        if let Some(Scheduled::CronPattern(_)) = runnable.cron() {
+            // Before finishing this one, so that a crash in between cannot end the chain.
+            if let Err(error) = self.queue.schedule_task(&*runnable).await {
+                tracing::error!(?error, "cannot schedule the next run of a cron task");
+            }
+        }
+        let recorded = match result {
+            Ok(()) => self.complete(task.id).await,
+            Err(error) if task.retries < runnable.max_retries() => {
+                tracing::warn!(task_id = %task.id, attempt = task.retries + 1, error = error.description, "task failed; will retry");
+                self.retry(task.id, task.retries, &error.description).await
+            }
+            Err(error) => {
+                tracing::error!(task_id = %task.id, attempts = task.retries + 1, error = error.description, "task failed for good");
+                self.dead_letter(task.id, &error.description).await
+            }
+        };
+        self.record(task.id, async { recorded }).await;
+    }
+
+    async fn record(&self, task_id: Uuid, outcome: impl Future<Output = anyhow::Result<()>>) {
+        if let Err(error) = outcome.await {
+            tracing::error!(%task_id, %error, "cannot record a task's outcome; it will be rescued as stalled");
+        }
+    }
+
+    /// Success: fang's `RemoveFinished` retention (the effect is the record).
+    async fn complete(&self, task_id: Uuid) -> anyhow::Result<()> {
+        let mut conn = self.db.get().await?;
+        sql_query("DELETE FROM fang_tasks WHERE id = $1")
+            .bind::<SqlUuid, _>(task_id)
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry(&self, task_id: Uuid, retries: i32, error: &str) -> anyhow::Result<()> {
+        let base = self.settings.job_retry_backoff_ms;
+        let delay_ms = base.saturating_mul(1 << retries.clamp(0, 20));
+        let mut conn = self.db.get().await?;
+        sql_query(RETRY)
+            .bind::<SqlUuid, _>(task_id)
+            .bind::<Text, _>(error)
+            .bind::<diesel::sql_types::Double, _>(delay_ms as f64)
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, task_id: Uuid, error: &str) -> anyhow::Result<()> {
+        let mut conn = self.db.get().await?;
+        sql_query(DEAD_LETTER)
+            .bind::<SqlUuid, _>(task_id)
+            .bind::<Text, _>(error)
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+fn report_panic(finished: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = finished {
+        tracing::error!(%error, "a task panicked; it will be rescued as stalled");
+    }
+}

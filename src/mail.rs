@@ -1,0 +1,151 @@
+//! Mail: the confirmation and reminder messages, and the mailbox they are "sent" to.
+//!
+//! Every send is a single SQL statement, so it is atomic without an explicit transaction,
+//! and idempotent: `mailbox_once_per_kind` (one row per registration and kind) turns a
+//! second run of the same job into a no-op. Jobs may run twice (a rescued stalled task, two
+//! workers racing), so this is what makes "exactly one mail" hold.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    deserialize::FromSqlRow,
+    expression::AsExpression,
+    prelude::*,
+    sql_query,
+    sql_types::{BigInt, Bool, Text, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{
+    error::{AppError, AppResult, bad_input},
+    schema::mailbox,
+};
+
+/// Largest `first` of a mailbox page.
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub enum MailKind {
+    Confirmation,
+    Reminder,
+}
+
+crate::db::text_enum!(MailKind {
+    Confirmation = "CONFIRMATION",
+    Reminder = "REMINDER",
+});
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = mailbox, check_for_backend(diesel::pg::Pg))]
+pub struct Mail {
+    pub id: Uuid,
+    pub kind: MailKind,
+    pub to_address: String,
+    pub subject: String,
+    pub body: String,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// Confirms registration `$1` unless it was cancelled, and mails its participant once.
+/// The mailbox row and the status change commit together, or not at all.
+const CONFIRM: &str = r#"
+WITH confirmed AS (
+    UPDATE registrations
+       SET status = 'CONFIRMED', confirmed_at = coalesce(confirmed_at, now())
+     WHERE id = $1 AND status <> 'CANCELLED'
+    RETURNING id, user_id, competition_id
+), mailed AS (
+    INSERT INTO mailbox (user_id, registration_id, kind, to_address, subject, body)
+    SELECT u.id, r.id, 'CONFIRMATION', u.email,
+           format('Registration confirmed: %s', c.title),
+           format(E'Hello %s,\n\nyour seat in "%s" is confirmed. It starts on %s UTC.\n\nGood luck!\nMini-Compete',
+                  u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
+      FROM confirmed r
+      JOIN users u ON u.id = r.user_id
+      JOIN competitions c ON c.id = r.competition_id
+    ON CONFLICT (registration_id, kind) DO NOTHING
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM registrations WHERE id = $1) AS found,
+       EXISTS (SELECT 1 FROM confirmed) AS confirmed,
+       (SELECT count(*) FROM mailed) AS mailed"#;
+
+/// One REMINDER per CONFIRMED registration of every competition starting within 24 hours
+/// that has none yet.
+const REMIND: &str = r#"
+INSERT INTO mailbox (user_id, registration_id, kind, to_address, subject, body)
+SELECT u.id, r.id, 'REMINDER', u.email,
+       format('Reminder: %s starts soon', c.title),
+       format(E'Hello %s,\n\n"%s" starts on %s UTC, within a day. See you there!\nMini-Compete',
+              u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
+  FROM competitions c
+  JOIN registrations r ON r.competition_id = c.id AND r.status = 'CONFIRMED'
+  JOIN users u ON u.id = r.user_id
+ WHERE c.start_date > now() AND c.start_date <= now() + interval '24 hours'
+   AND NOT EXISTS (
+       SELECT 1 FROM mailbox m WHERE m.registration_id = r.id AND m.kind = 'REMINDER')
+ON CONFLICT (registration_id, kind) DO NOTHING"#;
+
+#[derive(QueryableByName)]
+struct ConfirmOutcome {
+    #[diesel(sql_type = Bool)]
+    found: bool,
+    #[diesel(sql_type = Bool)]
+    confirmed: bool,
+    #[diesel(sql_type = BigInt)]
+    mailed: i64,
+}
+
+/// What confirming a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Confirmed and mailed now.
+    Sent,
+    /// An earlier run already mailed it (the job ran twice).
+    AlreadySent,
+    /// The participant cancelled first: nothing to confirm.
+    Cancelled,
+}
+
+/// Confirms a registration and writes its CONFIRMATION mail, once.
+pub async fn confirm_registration(
+    conn: &mut AsyncPgConnection,
+    registration_id: Uuid,
+) -> AppResult<Confirmation> {
+    let outcome = sql_query(CONFIRM)
+        .bind::<SqlUuid, _>(registration_id)
+        .get_result::<ConfirmOutcome>(conn)
+        .await?;
+    match outcome {
+        ConfirmOutcome { found: false, .. } => Err(AppError::NotFound("registration")),
+        ConfirmOutcome {
+            confirmed: false, ..
+        } => Ok(Confirmation::Cancelled),
+        ConfirmOutcome { mailed: 0, .. } => Ok(Confirmation::AlreadySent),
+        ConfirmOutcome { .. } => Ok(Confirmation::Sent),
+    }
+}
+
+/// Sends every reminder that is due; returns how many were sent.
+pub async fn send_due_reminders(conn: &mut AsyncPgConnection) -> AppResult<usize> {
+    Ok(sql_query(REMIND).execute(conn).await?)
+}
+
+/// A user's mailbox, newest first.
+pub async fn mailbox_of(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    first: i64,
+) -> AppResult<Vec<Mail>> {
+    if !(0..=MAX_PAGE_SIZE).contains(&first) {
+        return Err(bad_input(format!("first must be 0 to {MAX_PAGE_SIZE}")));
+    }
+    Ok(mailbox::table
+        .filter(mailbox::user_id.eq(user_id))
+        .order((mailbox::sent_at.desc(), mailbox::id.desc()))
+        .limit(first)
+        .select(Mail::as_select())
+        .load(conn)
+        .await?)
+}
