@@ -1,0 +1,272 @@
+//! A scenario's world: a scratch database, the server (in-process or at `--url`), and
+//! users, tokens and competitions made in bulk straight in the database.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::{
+    QueryableByName,
+    prelude::*,
+    sql_query,
+    sql_types::{BigInt, Integer, Text},
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use mini_compete::{
+    auth::JwtKeys,
+    config::{Config, JobsConfig},
+    db::{self, PgPool},
+    schema::users,
+    startup::Application,
+    users::{Role, User},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+use uuid::Uuid;
+
+pub struct Target {
+    /// Postgres server of the scratch databases (`DATABASE_URL`'s server).
+    pub database_url: String,
+    pub redis_url: String,
+    /// A running server to load instead of an in-process one.
+    pub url: Option<String>,
+    /// The running server's `JWT_SECRET` (with `url`).
+    pub jwt_secret: Option<String>,
+}
+
+struct InProcess {
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<std::io::Result<()>>,
+    redis_url: String,
+    redis_prefix: String,
+}
+
+pub struct Env {
+    pub graphql_url: String,
+    pub database_url: String,
+    pub db: PgPool,
+    jwt: JwtKeys,
+    server: Option<InProcess>,
+}
+
+/// Bulk-made participants (and their tokens), never logged in: login cost is not measured.
+pub struct Participant {
+    pub token: String,
+}
+
+#[derive(QueryableByName)]
+struct Number {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+impl Env {
+    /// A fresh database (and in-process server with `workers` worker slots), or, with
+    /// `--url`, the given server and its database.
+    pub async fn start(target: &Target, workers: usize) -> anyhow::Result<Self> {
+        if let Some(url) = &target.url {
+            let secret = target
+                .jwt_secret
+                .as_deref()
+                .context("--url needs --jwt-secret (the server's JWT_SECRET)")?;
+            return Ok(Self {
+                graphql_url: format!("{}/graphql", url.trim_end_matches('/')),
+                database_url: target.database_url.clone(),
+                db: db::pool(&target.database_url, 8),
+                jwt: JwtKeys::new(secret.as_bytes(), 24 * 3600),
+                server: None,
+            });
+        }
+        let name = format!("loadgen_{}", Uuid::new_v4().simple());
+        let mut url = url::Url::parse(&target.database_url).context("DATABASE_URL")?;
+        url.set_path(&format!("/{name}"));
+        let secret = Uuid::new_v4().simple().to_string().repeat(2);
+        let config = Config {
+            database_url: url.to_string(),
+            database_pool_size: 16,
+            redis_url: target.redis_url.clone(),
+            jwt_secret: Some(secret.clone()),
+            jwt_ttl_secs: 24 * 3600,
+            redis_key_prefix: name.clone(),
+            idempotency_ttl_secs: 3600,
+            idempotency_lock_secs: 60,
+            bind_addr: "127.0.0.1:0".parse()?,
+            jobs: JobsConfig {
+                worker_concurrency: workers,
+                job_stall_timeout_secs: 300,
+                job_retry_backoff_ms: 1000,
+                job_poll_interval_ms: 1000,
+                job_drain_secs: 5,
+                reminder_cron: "0 * * * * * *".into(),
+            },
+        };
+        let app = Application::build(&config).await?;
+        let addr = app.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            graphql_url: format!("http://{addr}/graphql"),
+            database_url: config.database_url.clone(),
+            db: db::pool(&config.database_url, 8),
+            jwt: JwtKeys::new(secret.as_bytes(), 24 * 3600),
+            server: Some(InProcess {
+                stop,
+                serving,
+                redis_url: config.redis_url,
+                redis_prefix: name,
+            }),
+        })
+    }
+
+    pub fn in_process(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// Stops the in-process server and drops everything it made.
+    pub async fn finish(self) -> anyhow::Result<()> {
+        let Some(server) = self.server else {
+            return Ok(());
+        };
+        let _ = server.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), server.serving)
+            .await
+            .context("server did not stop")???;
+        drop(self.db);
+        db::drop_database(&self.database_url).await?;
+        delete_keys(&server.redis_url, &server.redis_prefix).await
+    }
+
+    pub async fn connection(&self) -> anyhow::Result<AsyncPgConnection> {
+        Ok(AsyncPgConnection::establish(&self.database_url).await?)
+    }
+
+    pub async fn participants(&self, count: usize) -> anyhow::Result<Vec<Participant>> {
+        let mut conn = self.connection().await?;
+        let batch = Uuid::new_v4().simple().to_string();
+        let created: Vec<User> = sql_query(
+            "INSERT INTO users (name, email, password_hash, role)
+             SELECT 'Load ' || g, $1 || '-' || g || '@load.example', '!', 'PARTICIPANT'
+               FROM generate_series(1, $2) g
+             RETURNING id, name, email, role, created_at",
+        )
+        .bind::<Text, _>(&batch)
+        .bind::<Integer, _>(i32::try_from(count)?)
+        .load::<UserRow>(&mut conn)
+        .await?
+        .into_iter()
+        .map(User::from)
+        .collect();
+        created
+            .iter()
+            .map(|user| {
+                Ok(Participant {
+                    token: self.jwt.issue(user).map_err(|e| anyhow::anyhow!("{e}"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// `count` competitions of one organizer, open for a week, `capacity` seats each.
+    pub async fn competitions(&self, count: usize, capacity: i32) -> anyhow::Result<Vec<Uuid>> {
+        let mut conn = self.connection().await?;
+        let organizer: Uuid = diesel::insert_into(users::table)
+            .values((
+                users::name.eq("Load Organizer"),
+                users::email.eq(format!("{}@organizer.example", Uuid::new_v4().simple())),
+                users::password_hash.eq("!"),
+                users::role.eq(Role::Organizer),
+            ))
+            .returning(users::id)
+            .get_result(&mut conn)
+            .await?;
+        #[derive(QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+        }
+        let ids = sql_query(
+            "INSERT INTO competitions (organizer_id, title, description, capacity, reg_deadline, start_date)
+             SELECT $1, 'Load Cup ' || g, 'Made by loadgen', $2, now() + interval '7 days',
+                    now() + interval '8 days'
+               FROM generate_series(1, $3) g
+             RETURNING id",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(organizer)
+        .bind::<Integer, _>(capacity)
+        .bind::<Integer, _>(i32::try_from(count)?)
+        .load::<Id>(&mut conn)
+        .await?;
+        Ok(ids.into_iter().map(|row| row.id).collect())
+    }
+
+    /// Seats taken beyond capacity, summed over competitions, counted from the rows.
+    pub async fn oversold(&self) -> anyhow::Result<i64> {
+        self.number(
+            "SELECT coalesce(sum(greatest(taken - capacity, 0)), 0)::bigint AS n FROM (
+                SELECT c.capacity, count(r.id) AS taken
+                  FROM competitions c
+                  LEFT JOIN registrations r ON r.competition_id = c.id AND r.status <> 'CANCELLED'
+                 GROUP BY c.id) seats",
+        )
+        .await
+    }
+
+    pub async fn number(&self, sql: &str) -> anyhow::Result<i64> {
+        let mut conn = self.connection().await?;
+        Ok(sql_query(sql).get_result::<Number>(&mut conn).await?.n)
+    }
+}
+
+#[derive(QueryableByName)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: Uuid,
+    name: String,
+    email: String,
+    role: Role,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            email: row.email,
+            role: row.role,
+            created_at: row.created_at,
+        }
+    }
+}
+
+async fn delete_keys(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+    use bb8_redis::redis::{AsyncCommands, AsyncIter, Client};
+    let mut conn = Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut keys = Vec::new();
+    {
+        let mut iter: AsyncIter<String> = conn.scan_match(format!("{prefix}:*")).await?;
+        while let Some(key) = iter.next_item().await {
+            keys.push(key?);
+        }
+    }
+    for chunk in keys.chunks(1000) {
+        let _: () = conn.del(chunk).await?;
+    }
+    Ok(())
+}
+
+/// This process's resident memory in MiB (the in-process server and the load generator).
+pub fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}

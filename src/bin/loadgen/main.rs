@@ -1,0 +1,557 @@
+//! `loadgen`: Mini-Compete's load generator. Each scenario gets a scratch database and an
+//! in-process server (or loads `--url`), bulk-made users with real JWTs, and sends real
+//! GraphQL documents from a fixed number of concurrent clients. It prints a table (and, with
+//! `--json`, one JSON line per scenario) beside the raw-SQL ceiling pgbench measures on the
+//! same Postgres in the same run.
+
+mod ceiling;
+mod drive;
+mod env;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use drive::{Driver, Request, Tally};
+use env::{Env, Target};
+use mini_compete::{config::JobsConfig, db, jobs};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const REGISTER: &str = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id status } }";
+const LIST: &str = "{ competitions(first: 20) { edges { node {
+    id title capacity registeredCount regDeadline startDate organizer { id name } } } } }";
+const LOGIN: &str = "mutation($input: LoginInput!) { login(input: $input) { token user { id } } }";
+const FLOOD_PASSWORD: &str = "Flood-Password-1";
+const CONFIRMED: &str = "SELECT count(*) AS n FROM registrations WHERE status = 'CONFIRMED'";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// One competition, capacity 1000, 2000 participants, 256 clients.
+    Hot,
+    /// 200 competitions, random participants, 64 clients.
+    Spread,
+    /// `competitions(first: 20)` with organizers, 64 clients.
+    Reads,
+    /// `reads` alone, then beside logins at full tilt.
+    LoginFlood,
+    /// Registrations at a steady 100/s: commit → CONFIRMED; then the workers' drain rate.
+    Jobs,
+}
+
+#[derive(Parser)]
+#[command(about = "Load generator for Mini-Compete")]
+struct Args {
+    /// Scenarios, in order (default: all of them).
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+
+    /// Postgres server for the scratch databases (with --url: the server's own database).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres:postgres@localhost:5432/postgres"
+    )]
+    database_url: String,
+
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+
+    /// Load this running server (e.g. http://127.0.0.1:3000) instead of an in-process one.
+    #[arg(long)]
+    url: Option<String>,
+
+    /// The `JWT_SECRET` of the server at --url.
+    #[arg(long, env = "LOADGEN_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+
+    /// Multiplies request counts and durations (e.g. 0.02 for a smoke run).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+
+    /// Seconds of each timed phase (reads, login-flood, jobs) before scaling.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+
+    /// Seconds pgbench measures each ceiling; 0 skips them.
+    #[arg(long, default_value_t = 10)]
+    ceiling_secs: u64,
+
+    /// Worker slots of the in-process server (`WORKER_CONCURRENCY`) in every scenario but
+    /// the jobs drain, which runs workers alone.
+    #[arg(long, default_value_t = 4)]
+    server_workers: usize,
+
+    /// One JSON line per scenario on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// One scenario's figures.
+struct Report {
+    scenario: Scenario,
+    tally: Tally,
+    oversold: Option<i64>,
+    ceiling_tps: Option<f64>,
+    rss_mib: Option<f64>,
+    extra: Map<String, Value>,
+}
+
+impl Report {
+    fn new(scenario: Scenario, tally: Tally) -> Self {
+        Self {
+            scenario,
+            tally,
+            oversold: None,
+            ceiling_tps: None,
+            rss_mib: None,
+            extra: Map::new(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.scenario
+            .to_possible_value()
+            .map_or_else(String::new, |value| value.get_name().to_owned())
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        self.ceiling_tps
+            .map(|ceiling| self.tally.throughput() / ceiling)
+    }
+
+    fn to_json(&self) -> Value {
+        let round = |x: f64| (x * 100.0).round() / 100.0;
+        let mut line = json!({
+            "scenario": self.name(),
+            "requests": self.tally.requests(),
+            "ok": self.tally.ok,
+            "refused": self.tally.refused,
+            "errors": self.tally.errors,
+            "throughput_rps": round(self.tally.throughput()),
+            "p50_ms": round(self.tally.percentile(0.50)),
+            "p95_ms": round(self.tally.percentile(0.95)),
+            "p99_ms": round(self.tally.percentile(0.99)),
+            "oversold": self.oversold,
+            "ceiling_tps": self.ceiling_tps.map(round),
+            "ratio": self.ratio().map(|r| (r * 1000.0).round() / 1000.0),
+            "server_rss_mib": self.rss_mib.map(round),
+        });
+        if let Some(line) = line.as_object_mut() {
+            line.extend(self.extra.clone());
+        }
+        line
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    anyhow::ensure!(args.scale > 0.0, "--scale must be positive");
+    let scenarios = if args.scenarios.is_empty() {
+        Scenario::value_variants().to_vec()
+    } else {
+        args.scenarios.clone()
+    };
+    let target = Target {
+        database_url: args.database_url.clone(),
+        redis_url: args.redis_url.clone(),
+        url: args.url.clone(),
+        jwt_secret: args.jwt_secret.clone(),
+    };
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        eprintln!("{scenario:?}…");
+        let report = match scenario {
+            Scenario::Hot => registrations(&args, &target, scenario).await,
+            Scenario::Spread => registrations(&args, &target, scenario).await,
+            Scenario::Reads => reads(&args, &target).await,
+            Scenario::LoginFlood => login_flood(&args, &target).await,
+            Scenario::Jobs => jobs_latency(&args, &target).await,
+        }
+        .with_context(|| format!("scenario {scenario:?}"))?;
+        if args.json {
+            println!("{}", report.to_json());
+        }
+        reports.push(report);
+    }
+    print_table(&reports, args.json);
+    Ok(())
+}
+
+fn scaled(n: f64, scale: f64) -> usize {
+    ((n * scale).round() as usize).max(1)
+}
+
+fn timed(args: &Args) -> Duration {
+    Duration::from_secs_f64((args.duration_secs as f64 * args.scale).max(1.0))
+}
+
+fn token(participant: &env::Participant) -> Option<Arc<str>> {
+    Some(Arc::from(participant.token.as_str()))
+}
+
+fn register(participant: &env::Participant, competition: Uuid) -> Request {
+    Request::new(
+        REGISTER,
+        json!({ "id": competition, "key": Uuid::new_v4().to_string() }),
+        token(participant),
+    )
+}
+
+/// Samples this process's RSS while `work` runs; returns its result and the peak.
+async fn with_peak_rss<T>(work: impl Future<Output = T>) -> (T, Option<f64>) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                if let Some(mib) = env::rss_mib() {
+                    peak.fetch_max(mib.to_bits(), Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let result = work.await;
+    sampler.abort();
+    let peak = f64::from_bits(peak.load(Ordering::Relaxed));
+    (result, (peak > 0.0).then_some(peak))
+}
+
+async fn ceiling(args: &Args, database_url: &str, script: &str, clients: usize) -> Option<f64> {
+    if args.ceiling_secs == 0 {
+        return None;
+    }
+    let secs = Duration::from_secs(args.ceiling_secs);
+    match ceiling::registration(database_url, script, clients, secs).await {
+        Ok(tps) => Some(tps),
+        Err(error) => {
+            eprintln!("  no ceiling: {error:#}");
+            None
+        }
+    }
+}
+
+/// `hot` (one competition) or `spread` (200): everyone registers once.
+async fn registrations(args: &Args, target: &Target, scenario: Scenario) -> anyhow::Result<Report> {
+    let (competitions, capacity, participants, clients, script) = match scenario {
+        Scenario::Hot => (
+            1,
+            scaled(1000.0, args.scale),
+            scaled(2000.0, args.scale),
+            256,
+            ceiling::HOT,
+        ),
+        _ => (
+            200,
+            1_000_000,
+            scaled(10_000.0, args.scale),
+            64,
+            ceiling::SPREAD,
+        ),
+    };
+    let env = Env::start(target, args.server_workers).await?;
+    let competition_ids = env
+        .competitions(competitions, i32::try_from(capacity)?)
+        .await?;
+    let people = env.participants(participants).await?;
+    let requests: Vec<Request> = people
+        .iter()
+        .map(|who| {
+            let pick = (Uuid::new_v4().as_u128() % competition_ids.len() as u128) as usize;
+            register(who, competition_ids[pick])
+        })
+        .collect();
+    let driver = Driver::new(&env.graphql_url, clients)?;
+    let label = format!("{scenario:?}").to_lowercase();
+    let (tally, rss) = with_peak_rss(driver.all(clients.min(participants), requests, &label)).await;
+    let mut report = Report::new(scenario, tally);
+    report.oversold = Some(env.oversold().await?);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    report.extra.insert("clients".into(), json!(clients));
+    report.extra.insert(
+        "registered".into(),
+        json!(
+            env.number("SELECT count(*) AS n FROM registrations")
+                .await?
+        ),
+    );
+    env.finish().await?;
+    report.ceiling_tps = ceiling(args, &target.database_url, script, clients).await;
+    report.extra.insert(
+        "ceiling_clients".into(),
+        json!(clients.min(ceiling::MAX_PGBENCH_CLIENTS)),
+    );
+    Ok(report)
+}
+
+fn list_request() -> Request {
+    Request::new(LIST, json!({}), None)
+}
+
+async fn reads(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let clients = 64;
+    let env = Env::start(target, args.server_workers).await?;
+    env.competitions(200, 100).await?;
+    let driver = Driver::new(&env.graphql_url, clients)?;
+    let (tally, rss) =
+        with_peak_rss(driver.during(clients, timed(args), |_| list_request(), "reads")).await;
+    let mut report = Report::new(Scenario::Reads, tally);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    if args.ceiling_secs > 0 {
+        let secs = Duration::from_secs(args.ceiling_secs);
+        report.ceiling_tps = ceiling::pgbench(&env.database_url, ceiling::READS, clients, secs)
+            .await
+            .map_err(|error| eprintln!("  no ceiling: {error:#}"))
+            .ok();
+    }
+    env.finish().await?;
+    Ok(report)
+}
+
+async fn login_flood(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let (clients, flooders) = (64, 32);
+    let env = Env::start(target, args.server_workers).await?;
+    env.competitions(200, 100).await?;
+    let driver = Driver::new(&env.graphql_url, clients + flooders)?;
+    let email = format!("{}@flood.example", Uuid::new_v4().simple());
+    let signup = Request::new(
+        "mutation($input: SignupInput!) { signup(input: $input) { token } }",
+        json!({ "input": { "name": "Flood", "email": email, "password": FLOOD_PASSWORD, "role": "PARTICIPANT" } }),
+        None,
+    );
+    driver
+        .send(&signup)
+        .await
+        .map_err(|error| anyhow::anyhow!("signup failed: {error:?}"))?;
+
+    let alone = driver
+        .during(clients, timed(args), |_| list_request(), "reads alone")
+        .await;
+    let login = Request::new(
+        LOGIN,
+        json!({ "input": { "email": email, "password": FLOOD_PASSWORD } }),
+        None,
+    );
+    let flood = {
+        let driver = driver.clone();
+        let duration = timed(args);
+        tokio::spawn(async move {
+            driver
+                .during(flooders, duration, move |_| login.clone(), "logins")
+                .await
+        })
+    };
+    let (beside, rss) = with_peak_rss(driver.during(
+        clients,
+        timed(args),
+        |_| list_request(),
+        "reads beside logins",
+    ))
+    .await;
+    let logins = flood.await?;
+    let mut report = Report::new(Scenario::LoginFlood, beside);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    let alone_p99 = alone.percentile(0.99);
+    report
+        .extra
+        .insert("reads_alone_p99_ms".into(), json!(alone_p99));
+    report.extra.insert(
+        "p99_vs_alone".into(),
+        json!((report.tally.percentile(0.99) / alone_p99 * 100.0).round() / 100.0),
+    );
+    report.extra.insert("logins".into(), json!(logins.ok));
+    report
+        .extra
+        .insert("login_errors".into(), json!(logins.errors));
+    report
+        .extra
+        .insert("logins_per_s".into(), json!(logins.throughput().round()));
+    env.finish().await?;
+    Ok(report)
+}
+
+/// Steady registrations with the server's own workers (commit → CONFIRMED), then the
+/// confirmation rate of one and of two worker pools alone over a queued backlog.
+async fn jobs_latency(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let env = Env::start(target, args.server_workers.max(1)).await?;
+    let competitions = env.competitions(200, 1_000_000).await?;
+    let count = scaled(100.0 * args.duration_secs as f64, args.scale);
+    let people = env.participants(count).await?;
+    let requests = people
+        .iter()
+        .enumerate()
+        .map(|(i, who)| register(who, competitions[i % competitions.len()]))
+        .collect();
+    let driver = Driver::new(&env.graphql_url, 64)?;
+    let (tally, rss) = with_peak_rss(driver.at_rate(100.0, requests, "steady registrations")).await;
+    wait_for(&env, CONFIRMED, tally.ok as i64).await?;
+    let mut report = Report::new(Scenario::Jobs, tally);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    for (name, quantile) in [("confirm_p50_ms", 0.5), ("confirm_p99_ms", 0.99)] {
+        let ms = env
+            .number(&format!(
+                "SELECT (percentile_cont({quantile}) WITHIN GROUP (ORDER BY
+                    extract(epoch FROM confirmed_at - created_at)) * 1000000)::bigint AS n
+                   FROM registrations WHERE status = 'CONFIRMED'"
+            ))
+            .await?;
+        report.extra.insert(name.into(), json!(ms as f64 / 1000.0));
+    }
+    env.finish().await?;
+
+    let backlog = scaled(5000.0, args.scale);
+    for pools in [1, 2] {
+        let rate = drain_rate(args, target, backlog, pools).await?;
+        report.extra.insert(
+            format!("confirmations_per_s_{pools}_worker"),
+            json!(rate.round()),
+        );
+    }
+    report.extra.insert("backlog".into(), json!(backlog));
+    Ok(report)
+}
+
+/// Queues `backlog` registrations with no worker running, then starts `pools` worker pools
+/// (each its own connection pool and LISTEN connection, as separate processes would have)
+/// and measures confirmations per second between the first and the last confirmation.
+async fn drain_rate(
+    args: &Args,
+    target: &Target,
+    backlog: usize,
+    pools: usize,
+) -> anyhow::Result<f64> {
+    let env = Env::start(target, 0).await?;
+    let competitions = env.competitions(200, 1_000_000).await?;
+    let people = env.participants(backlog).await?;
+    let requests = people
+        .iter()
+        .enumerate()
+        .map(|(i, who)| register(who, competitions[i % competitions.len()]))
+        .collect();
+    let driver = Driver::new(&env.graphql_url, 64)?;
+    let queued = driver.all(64, requests, "queueing").await;
+    let stop = CancellationToken::new();
+    let settings = JobsConfig {
+        worker_concurrency: args.server_workers.max(1),
+        job_stall_timeout_secs: 300,
+        job_retry_backoff_ms: 1000,
+        job_poll_interval_ms: 1000,
+        job_drain_secs: 5,
+        reminder_cron: "0 * * * * * *".into(),
+    };
+    let running: Vec<_> = (0..pools)
+        .map(|_| {
+            tokio::spawn(jobs::run_workers(
+                db::pool(&env.database_url, 16),
+                env.database_url.clone(),
+                settings.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    wait_for(&env, CONFIRMED, queued.ok as i64).await?;
+    stop.cancel();
+    for pool in running {
+        pool.await?;
+    }
+    let span_us = env
+        .number(
+            "SELECT (extract(epoch FROM max(confirmed_at) - min(confirmed_at)) * 1000000)::bigint AS n
+               FROM registrations",
+        )
+        .await?;
+    env.finish().await?;
+    eprintln!(
+        "  {pools} worker pool(s): {} confirmed in {} ms",
+        queued.ok,
+        span_us / 1000
+    );
+    Ok((queued.ok.saturating_sub(1)) as f64 / (span_us.max(1) as f64 / 1e6))
+}
+
+async fn wait_for(env: &Env, sql: &str, expected: i64) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen = env.number(sql).await?;
+        if seen >= expected {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {seen} of {expected} confirmed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn print_table(reports: &[Report], to_stderr: bool) {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<12} {:>8} {:>7} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>7}\n",
+        "scenario",
+        "requests",
+        "ok",
+        "refused",
+        "errors",
+        "rps",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "oversold",
+        "ceiling",
+        "ratio",
+        "RSS MiB"
+    ));
+    let dash = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+    for report in reports {
+        let t = &report.tally;
+        out.push_str(&format!(
+            "{:<12} {:>8} {:>7} {:>7} {:>6} {:>9.0} {:>8.1} {:>8.1} {:>8.1} {:>8} {:>9} {:>6} {:>7}\n",
+            report.name(),
+            t.requests(),
+            t.ok,
+            t.refused,
+            t.errors,
+            t.throughput(),
+            t.percentile(0.5),
+            t.percentile(0.95),
+            t.percentile(0.99),
+            dash(report.oversold.map(|n| n.to_string())),
+            dash(report.ceiling_tps.map(|c| format!("{c:.0}"))),
+            dash(report.ratio().map(|r| format!("{r:.2}"))),
+            dash(report.rss_mib.map(|m| format!("{m:.0}"))),
+        ));
+    }
+    for report in reports {
+        if !report.extra.is_empty() {
+            out.push_str(&format!(
+                "{}: {}\n",
+                report.name(),
+                Value::Object(report.extra.clone())
+            ));
+        }
+        if let Some(error) = &report.tally.first_error {
+            out.push_str(&format!("{}: first error: {error}\n", report.name()));
+        }
+    }
+    if to_stderr {
+        eprint!("{out}");
+    } else {
+        print!("{out}");
+    }
+}

@@ -1,0 +1,56 @@
+//! Smoke test of the load generator: every scenario, tiny, against a real in-process server
+//! and Postgres. It checks that the tool works and reports sane figures, not how fast.
+
+use serde_json::Value;
+
+#[test]
+fn every_scenario_runs_tiny_and_reports_its_figures() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--scale",
+            "0.01",
+            "--duration-secs",
+            "1",
+            "--ceiling-secs",
+            "1",
+            "--json",
+        ])
+        .output()
+        .expect("loadgen runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadgen failed:\n{stderr}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["scenario"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["hot", "spread", "reads", "login-flood", "jobs"],
+        "{stderr}"
+    );
+    for line in &lines {
+        assert_eq!(line["errors"], 0, "{line}");
+        assert!(line["ok"].as_u64() > Some(0), "{line}");
+        for field in ["requests", "throughput_rps", "p50_ms", "p95_ms", "p99_ms"] {
+            assert!(line[field].is_number(), "{field} missing: {line}");
+        }
+        for field in ["oversold", "ceiling_tps", "ratio"] {
+            assert!(line.get(field).is_some(), "{field} missing: {line}");
+        }
+    }
+    for registering in &lines[..2] {
+        assert_eq!(registering["oversold"], 0, "{registering}");
+        assert!(
+            registering["ceiling_tps"].as_f64() > Some(0.0),
+            "{registering}"
+        );
+    }
+    // Hot: capacity 10 for 20 participants; exactly the seats were sold.
+    assert_eq!(lines[0]["ok"], 10, "{}", lines[0]);
+    assert_eq!(lines[0]["refused"], 10, "{}", lines[0]);
+    assert!(lines[4]["confirm_p99_ms"].is_number(), "{}", lines[4]);
+}
