@@ -1,9 +1,16 @@
 //! Postgres: the connection pool, database creation and embedded migrations.
 
-use std::time::Duration;
+use std::{marker::PhantomData, time::Duration};
 
 use anyhow::Context;
-use diesel::{OptionalExtension, QueryResult, QueryableByName, sql_query, sql_types::Text};
+use diesel::{
+    OptionalExtension, QueryResult, QueryableByName,
+    pg::Pg,
+    query_builder::{AstPass, Query, QueryFragment, QueryId},
+    serialize::ToSql,
+    sql_query,
+    sql_types::{HasSqlType, Text},
+};
 use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
     pooled_connection::{AsyncDieselConnectionManager, bb8},
@@ -166,3 +173,86 @@ macro_rules! text_enum {
     };
 }
 pub(crate) use text_enum;
+
+/// A fixed SQL statement that diesel prepares once per connection and then reuses.
+///
+/// diesel's `sql_query` marks itself unsafe to cache, so every execution costs an extra
+/// round trip to prepare and a fresh plan of the statement; the registration CTE runs
+/// thousands of times a second. `$n` in `sql` is bound to the `n`-th `bind` (repeats allowed).
+pub struct PreparedSql {
+    sql: &'static str,
+    binds: Vec<Box<dyn Bind>>,
+}
+
+/// `sql` prepared once per connection (see `PreparedSql`).
+pub fn prepared(sql: &'static str) -> PreparedSql {
+    PreparedSql {
+        sql,
+        binds: Vec::new(),
+    }
+}
+
+impl PreparedSql {
+    pub fn bind<ST, T>(mut self, value: T) -> Self
+    where
+        ST: 'static,
+        T: ToSql<ST, Pg> + Send + Sync + 'static,
+        Pg: HasSqlType<ST>,
+    {
+        self.binds.push(Box::new(TypedBind::<ST, T>(value, PhantomData)));
+        self
+    }
+}
+
+trait Bind: Send + Sync {
+    fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+}
+
+struct TypedBind<ST, T>(T, PhantomData<fn() -> ST>);
+
+impl<ST, T> Bind for TypedBind<ST, T>
+where
+    T: ToSql<ST, Pg> + Send + Sync,
+    Pg: HasSqlType<ST>,
+{
+    fn push<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_bind_param::<ST, T>(&self.0)
+    }
+}
+
+impl QueryFragment<Pg> for PreparedSql {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let mut rest = self.sql;
+        while let Some(dollar) = rest.find('$') {
+            out.push_sql(&rest[..dollar]);
+            let digits = rest[dollar + 1..]
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len() - dollar - 1);
+            let number = &rest[dollar + 1..dollar + 1 + digits];
+            let bind = number
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| self.binds.get(n.checked_sub(1)?))
+                .ok_or_else(|| {
+                    diesel::result::Error::QueryBuilderError(
+                        format!("no bind for ${number} in a prepared statement").into(),
+                    )
+                })?;
+            bind.push(&mut out)?;
+            rest = &rest[dollar + 1 + digits..];
+        }
+        out.push_sql(rest);
+        Ok(())
+    }
+}
+
+impl QueryId for PreparedSql {
+    type QueryId = ();
+    /// Keyed by its SQL text in diesel's statement cache.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for PreparedSql {
+    type SqlType = diesel::sql_types::Untyped;
+}
+

@@ -10,13 +10,13 @@ use diesel::{
     deserialize::FromSqlRow,
     expression::AsExpression,
     prelude::*,
-    sql_query,
     sql_types::{BigInt, Bool, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
+    db::prepared,
     error::{AppError, AppResult, bad_input},
     schema::mailbox,
 };
@@ -113,7 +113,7 @@ pub async fn confirm_registration(
     conn: &mut AsyncPgConnection,
     registration_id: Uuid,
 ) -> AppResult<Confirmation> {
-    let outcome = sql_query(CONFIRM)
+    let outcome = prepared(CONFIRM)
         .bind::<SqlUuid, _>(registration_id)
         .get_result::<ConfirmOutcome>(conn)
         .await?;
@@ -129,7 +129,7 @@ pub async fn confirm_registration(
 
 /// Sends every reminder that is due; returns how many were sent.
 pub async fn send_due_reminders(conn: &mut AsyncPgConnection) -> AppResult<usize> {
-    Ok(sql_query(REMIND).execute(conn).await?)
+    Ok(prepared(REMIND).execute(conn).await?)
 }
 
 /// A user's mailbox, newest first.

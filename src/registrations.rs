@@ -13,7 +13,6 @@ use diesel::{
     dsl::exists,
     expression::AsExpression,
     prelude::*,
-    sql_query,
     sql_types::{Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -22,7 +21,7 @@ use uuid::Uuid;
 use crate::{
     auth::Claims,
     competitions::Competition,
-    db::PgPool,
+    db::{PgPool, prepared},
     error::{AppError, AppResult, bad_input, violates},
     idempotency::{IdempotencyStore, Reservation},
     jobs,
@@ -117,7 +116,7 @@ pub async fn register(
 
 async fn take_seat(db: &PgPool, user_id: Uuid, competition_id: Uuid) -> AppResult<Registration> {
     let mut conn = db.get().await?;
-    let registered = sql_query(REGISTER)
+    let registered = prepared(REGISTER)
         .bind::<SqlUuid, _>(competition_id)
         .bind::<SqlUuid, _>(user_id)
         .bind::<Text, _>(jobs::CONFIRMATION_TASK)

@@ -25,7 +25,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL, tasks::TASK_DB};
-use crate::{config::JobsConfig, db::PgPool};
+use crate::{
+    config::JobsConfig,
+    db::{PgPool, prepared},
+};
 
 /// How long to wait before reconnecting the LISTEN connection or retrying the start.
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
@@ -60,7 +63,7 @@ impl Waker {
 
 async fn notify(db: &PgPool) -> anyhow::Result<()> {
     let mut conn = db.get().await?;
-    sql_query("SELECT pg_notify($1, '')")
+    prepared("SELECT pg_notify($1, '')")
         .bind::<Text, _>(WAKE_CHANNEL)
         .execute(&mut conn)
         .await?;
@@ -278,7 +281,7 @@ impl Worker {
     async fn claim(&self, limit: usize) -> anyhow::Result<Vec<ClaimedTask>> {
         let mut conn = self.db.get().await?;
         let queues: Vec<&str> = QUEUES.to_vec();
-        Ok(sql_query(CLAIM)
+        Ok(prepared(CLAIM)
             .bind::<Array<Text>, _>(queues)
             .bind::<BigInt, _>(i64::try_from(limit)?)
             .load(&mut conn)
@@ -288,7 +291,7 @@ impl Worker {
     async fn rescue_stalled(&self, stall_timeout: Duration) {
         let rescued = async {
             let mut conn = self.db.get().await?;
-            let rescued = sql_query(RESCUE_STALLED)
+            let rescued = prepared(RESCUE_STALLED)
                 .bind::<diesel::sql_types::Double, _>(stall_timeout.as_secs_f64())
                 .execute(&mut conn)
                 .await?;
@@ -344,7 +347,7 @@ impl Worker {
     /// Success: fang's `RemoveFinished` retention (the effect is the record).
     async fn complete(&self, task_id: Uuid) -> anyhow::Result<()> {
         let mut conn = self.db.get().await?;
-        sql_query("DELETE FROM fang_tasks WHERE id = $1")
+        prepared("DELETE FROM fang_tasks WHERE id = $1")
             .bind::<SqlUuid, _>(task_id)
             .execute(&mut conn)
             .await?;
@@ -355,9 +358,9 @@ impl Worker {
         let base = self.settings.job_retry_backoff_ms;
         let delay_ms = base.saturating_mul(1 << retries.clamp(0, 20));
         let mut conn = self.db.get().await?;
-        sql_query(RETRY)
+        prepared(RETRY)
             .bind::<SqlUuid, _>(task_id)
-            .bind::<Text, _>(error)
+            .bind::<Text, _>(error.to_owned())
             .bind::<diesel::sql_types::Double, _>(delay_ms as f64)
             .execute(&mut conn)
             .await?;
@@ -366,9 +369,9 @@ impl Worker {
 
     async fn dead_letter(&self, task_id: Uuid, error: &str) -> anyhow::Result<()> {
         let mut conn = self.db.get().await?;
-        sql_query(DEAD_LETTER)
+        prepared(DEAD_LETTER)
             .bind::<SqlUuid, _>(task_id)
-            .bind::<Text, _>(error)
+            .bind::<Text, _>(error.to_owned())
             .execute(&mut conn)
             .await?;
         Ok(())
