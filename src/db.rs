@@ -199,7 +199,8 @@ impl PreparedSql {
         T: ToSql<ST, Pg> + Send + Sync + 'static,
         Pg: HasSqlType<ST>,
     {
-        self.binds.push(Box::new(TypedBind::<ST, T>(value, PhantomData)));
+        self.binds
+            .push(Box::new(TypedBind::<ST, T>(value, PhantomData)));
         self
     }
 }
@@ -255,4 +256,3 @@ impl QueryId for PreparedSql {
 impl Query for PreparedSql {
     type SqlType = diesel::sql_types::Untyped;
 }
-

@@ -4,6 +4,11 @@ use mini_compete::{config::Config, db, graphql, jobs, seed, startup};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// glibc's allocator showed up at ~15% of the CPU under load; mimalloc is faster with many
+/// threads and returns memory better.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Mini-Compete: competitions with idempotent, never-oversold registration.
 #[derive(Parser)]
 #[command(version, about)]

@@ -10,7 +10,7 @@ use axum::{
 
 use super::{
     context::{IdempotencyKeyHeader, Viewer},
-    errors::refusal,
+    errors::{classify, refusal},
     loaders::DbLoader,
 };
 use crate::{
@@ -39,7 +39,9 @@ pub async fn execute(
         .data(Viewer(viewer))
         .data(IdempotencyKeyHeader(idempotency_key))
         .data(DbLoader::for_request(state.app.db.clone()));
-    state.schema.execute(request).await.into()
+    let mut response = state.schema.execute(request).await;
+    response.errors.iter_mut().for_each(classify);
+    response.into()
 }
 
 pub async fn graphiql() -> Html<String> {

@@ -23,7 +23,6 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, EmptySubscriptio
     Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
-        .extension(errors::ErrorCodes)
 }
 
 pub fn schema(state: AppState) -> AppSchema {
