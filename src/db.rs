@@ -256,3 +256,23 @@ impl QueryId for PreparedSql {
 impl Query for PreparedSql {
     type SqlType = diesel::sql_types::Untyped;
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::{Integer, Text};
+
+    use super::*;
+
+    /// Every `$n` becomes its own placeholder bound to the n-th value, repeats included.
+    #[test]
+    fn placeholders_are_bound_by_number() {
+        let query = prepared("SELECT $2, $1, $2::text")
+            .bind::<Integer, _>(7)
+            .bind::<Text, _>("x");
+        let rendered = diesel::debug_query::<Pg, _>(&query).to_string();
+        assert_eq!(
+            rendered,
+            "SELECT $1, $2, $3::text -- binds: [\"x\", 7, \"x\"]"
+        );
+    }
+}

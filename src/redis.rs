@@ -22,3 +22,22 @@ pub async fn ping(pool: &RedisPool) -> anyhow::Result<()> {
         .await?;
     Ok(())
 }
+
+/// Deletes every key under `prefix:` (a scratch deployment's keys, e.g. after a test).
+pub async fn delete_prefixed(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
+    use bb8_redis::redis::{AsyncCommands, AsyncIter, Client};
+    let mut conn = Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut keys = Vec::new();
+    {
+        let mut iter: AsyncIter<String> = conn.scan_match(format!("{prefix}:*")).await?;
+        while let Some(key) = iter.next_item().await {
+            keys.push(key?);
+        }
+    }
+    for chunk in keys.chunks(1000) {
+        let _: () = conn.del(chunk).await?;
+    }
+    Ok(())
+}

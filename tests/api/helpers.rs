@@ -295,7 +295,7 @@ impl Drop for TestApp {
                 .build()?;
             runtime.block_on(async {
                 db::drop_database(&url).await?;
-                delete_redis_keys(&redis_url, &prefix).await
+                mini_compete::redis::delete_prefixed(&redis_url, &prefix).await
             })
         })
         .join();
@@ -303,25 +303,6 @@ impl Drop for TestApp {
             eprintln!("could not clean up after the test: {cleaned:?}");
         }
     }
-}
-
-/// Deletes every key the test's server wrote (they all share its prefix).
-async fn delete_redis_keys(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
-    use bb8_redis::redis::{AsyncCommands, AsyncIter, Client};
-    let mut conn = Client::open(redis_url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut keys = Vec::new();
-    {
-        let mut iter: AsyncIter<String> = conn.scan_match(format!("{prefix}:*")).await?;
-        while let Some(key) = iter.next_item().await {
-            keys.push(key?);
-        }
-    }
-    if !keys.is_empty() {
-        let _: () = conn.del(keys).await?;
-    }
-    Ok(())
 }
 
 /// The `extensions.code` of the first error.

@@ -133,7 +133,7 @@ impl Env {
             .context("server did not stop")???;
         drop(self.db);
         db::drop_database(&self.database_url).await?;
-        delete_keys(&server.redis_url, &server.redis_prefix).await
+        mini_compete::redis::delete_prefixed(&server.redis_url, &server.redis_prefix).await
     }
 
     pub async fn connection(&self) -> anyhow::Result<AsyncPgConnection> {
@@ -237,24 +237,6 @@ impl From<UserRow> for User {
             created_at: row.created_at,
         }
     }
-}
-
-async fn delete_keys(redis_url: &str, prefix: &str) -> anyhow::Result<()> {
-    use bb8_redis::redis::{AsyncCommands, AsyncIter, Client};
-    let mut conn = Client::open(redis_url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let mut keys = Vec::new();
-    {
-        let mut iter: AsyncIter<String> = conn.scan_match(format!("{prefix}:*")).await?;
-        while let Some(key) = iter.next_item().await {
-            keys.push(key?);
-        }
-    }
-    for chunk in keys.chunks(1000) {
-        let _: () = conn.del(chunk).await?;
-    }
-    Ok(())
 }
 
 /// This process's resident memory in MiB (the in-process server and the load generator).

@@ -390,18 +390,23 @@ async fn login_flood(args: &Args, target: &Target) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// `count` new participants, each registering once, round-robin over 200 competitions.
+async fn spread_registrations(env: &Env, count: usize) -> anyhow::Result<Vec<Request>> {
+    let competitions = env.competitions(200, 1_000_000).await?;
+    let people = env.participants(count).await?;
+    Ok(people
+        .iter()
+        .enumerate()
+        .map(|(i, who)| register(who, competitions[i % competitions.len()]))
+        .collect())
+}
+
 /// Steady registrations with the server's own workers (commit → CONFIRMED), then the
 /// confirmation rate of one and of two worker pools alone over a queued backlog.
 async fn jobs_latency(args: &Args, target: &Target) -> anyhow::Result<Report> {
     let env = Env::start(target, args.server_workers.max(1)).await?;
-    let competitions = env.competitions(200, 1_000_000).await?;
     let count = scaled(100.0 * args.duration_secs as f64, args.scale);
-    let people = env.participants(count).await?;
-    let requests = people
-        .iter()
-        .enumerate()
-        .map(|(i, who)| register(who, competitions[i % competitions.len()]))
-        .collect();
+    let requests = spread_registrations(&env, count).await?;
     let driver = Driver::new(&env.graphql_url, 64)?;
     let (tally, rss) = with_peak_rss(driver.at_rate(100.0, requests, "steady registrations")).await;
     wait_for(&env, CONFIRMED, tally.ok as i64).await?;
@@ -441,13 +446,7 @@ async fn drain_rate(
     pools: usize,
 ) -> anyhow::Result<f64> {
     let env = Env::start(target, 0).await?;
-    let competitions = env.competitions(200, 1_000_000).await?;
-    let people = env.participants(backlog).await?;
-    let requests = people
-        .iter()
-        .enumerate()
-        .map(|(i, who)| register(who, competitions[i % competitions.len()]))
-        .collect();
+    let requests = spread_registrations(&env, backlog).await?;
     let driver = Driver::new(&env.graphql_url, 64)?;
     let queued = driver.all(64, requests, "queueing").await;
     let stop = CancellationToken::new();
