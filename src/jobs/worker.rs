@@ -310,9 +310,8 @@ impl Worker {
             Ok(runnable) => runnable,
             Err(error) => {
                 let reason = format!("cannot decode the task: {error}");
-                return self
-                    .record(task.id, self.dead_letter(task.id, &reason))
-                    .await;
+                let recorded = self.dead_letter(task.id, &reason).await;
+                return record(task.id, recorded);
             }
         };
         let result = TASK_DB
@@ -335,13 +334,7 @@ impl Worker {
                 self.dead_letter(task.id, &error.description).await
             }
         };
-        self.record(task.id, async { recorded }).await;
-    }
-
-    async fn record(&self, task_id: Uuid, outcome: impl Future<Output = anyhow::Result<()>>) {
-        if let Err(error) = outcome.await {
-            tracing::error!(%task_id, %error, "cannot record a task's outcome; it will be rescued as stalled");
-        }
+        record(task.id, recorded);
     }
 
     /// Success: fang's `RemoveFinished` retention (the effect is the record).
@@ -375,6 +368,13 @@ impl Worker {
             .execute(&mut conn)
             .await?;
         Ok(())
+    }
+}
+
+/// Logs a task whose outcome could not be written; the stall sweeper will run it again.
+fn record(task_id: Uuid, recorded: anyhow::Result<()>) {
+    if let Err(error) = recorded {
+        tracing::error!(%task_id, %error, "cannot record a task's outcome; it will be rescued as stalled");
     }
 }
 
