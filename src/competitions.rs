@@ -2,15 +2,20 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, Utc};
-use diesel::{pg::Pg, prelude::*};
+use diesel::{
+    pg::Pg,
+    prelude::*,
+    sql_types::{BigInt, Bool, Text, Timestamptz, Uuid as SqlUuid},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
     auth::Claims,
+    db::prepared,
     error::{AppError, AppResult, bad_input},
     schema::competitions,
-    users::Role,
+    users::{Role, User},
     validation,
 };
 
@@ -18,7 +23,7 @@ const MAX_TAGS: usize = 20;
 const CAPACITY: std::ops::RangeInclusive<i32> = 1..=1_000_000;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = competitions, check_for_backend(Pg))]
 pub struct Competition {
     pub id: Uuid,
@@ -149,6 +154,12 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// Before every competition: the first page.
+    const START: Self = Self {
+        created_at: DateTime::<Utc>::MAX_UTC,
+        id: Uuid::max(),
+    };
+
     pub fn of(competition: &Competition) -> Self {
         Self {
             created_at: competition.created_at,
@@ -177,24 +188,61 @@ impl Cursor {
     }
 }
 
+/// One page of a listing, with the organizers of its competitions (a listing almost always
+/// shows them, and reading them in the same statement saves a round trip).
 pub struct Page {
     pub items: Vec<Competition>,
+    pub organizers: Vec<User>,
     pub has_next_page: bool,
 }
 
-type BoxedListing<'a> = competitions::BoxedQuery<'a, Pg>;
+/// The listing statement with an optional extra condition: `$1` open only, `$2`/`$3` the
+/// cursor (created_at, id), `$4` the row limit, then the condition's own parameters. Fixed
+/// SQL is prepared once per connection; a diesel boxed query would be re-prepared each time.
+macro_rules! listing {
+    ($condition:literal) => {
+        concat!(
+            "SELECT c.id, c.organizer_id, c.title, c.description, c.tags, c.capacity,
+                    c.registered_count, c.reg_deadline, c.start_date, c.created_at,
+                    u.name AS organizer_name, u.email AS organizer_email,
+                    u.role AS organizer_role, u.created_at AS organizer_created_at
+               FROM competitions c JOIN users u ON u.id = c.organizer_id
+              WHERE (NOT $1 OR (c.reg_deadline > now() AND c.registered_count < c.capacity))
+                AND (c.created_at, c.id) < ($2, $3) ",
+            $condition,
+            " ORDER BY c.created_at DESC, c.id DESC LIMIT $4"
+        )
+    };
+}
 
-fn filtered(filter: &Filter) -> BoxedListing<'_> {
-    let mut query = competitions::table.into_boxed();
-    if let Some(tag) = &filter.tag {
-        query = query.filter(competitions::tags.contains(vec![tag.clone()]));
-    }
-    if filter.open_only {
-        query = query
-            .filter(competitions::reg_deadline.gt(Utc::now()))
-            .filter(competitions::registered_count.lt(competitions::capacity));
-    }
-    query
+/// How many competitions a filter matches: `$1` open only, then the condition's parameters.
+macro_rules! counting {
+    ($condition:literal) => {
+        concat!(
+            "SELECT count(*) AS n FROM competitions c
+              WHERE (NOT $1 OR (c.reg_deadline > now() AND c.registered_count < c.capacity)) ",
+            $condition
+        )
+    };
+}
+
+const LIST_ALL: &str = listing!("");
+const LIST_TAGGED: &str = listing!("AND c.tags @> ARRAY[$5::text]");
+const COUNT_ALL: &str = counting!("");
+const COUNT_TAGGED: &str = counting!("AND c.tags @> ARRAY[$2::text]");
+
+#[derive(QueryableByName)]
+struct ListedRow {
+    #[diesel(embed)]
+    competition: Competition,
+    #[diesel(sql_type = Text)]
+    organizer_name: String,
+    #[diesel(sql_type = Text)]
+    organizer_email: String,
+    #[diesel(sql_type = Text)]
+    organizer_role: Role,
+    #[diesel(sql_type = Timestamptz)]
+    organizer_created_at: DateTime<Utc>,
 }
 
 /// One page of at most `first` competitions after `after`, newest first.
@@ -207,32 +255,58 @@ pub async fn list(
     if !(0..=MAX_PAGE_SIZE).contains(&first) {
         return Err(bad_input(format!("first must be 0 to {MAX_PAGE_SIZE}")));
     }
-    let mut query = filtered(filter);
-    if let Some(after) = after {
-        query = query.filter(
-            competitions::created_at
-                .lt(after.created_at)
-                .or(competitions::created_at
-                    .eq(after.created_at)
-                    .and(competitions::id.lt(after.id))),
-        );
+    let after = after.unwrap_or(Cursor::START);
+    let query = prepared(if filter.tag.is_some() {
+        LIST_TAGGED
+    } else {
+        LIST_ALL
+    })
+    .bind::<Bool, _>(filter.open_only)
+    .bind::<Timestamptz, _>(after.created_at)
+    .bind::<SqlUuid, _>(after.id)
+    .bind::<BigInt, _>(first + 1);
+    let rows: Vec<ListedRow> = match &filter.tag {
+        Some(tag) => query.bind::<Text, _>(tag.clone()),
+        None => query,
     }
-    let mut items = query
-        .order((competitions::created_at.desc(), competitions::id.desc()))
-        .limit(first + 1)
-        .select(Competition::as_select())
-        .load(conn)
-        .await?;
-    let has_next_page = items.len() as i64 > first;
-    items.truncate(first as usize);
+    .load(conn)
+    .await?;
+    let has_next_page = rows.len() as i64 > first;
+    let (items, organizers) = rows
+        .into_iter()
+        .take(first as usize)
+        .map(|row| {
+            let organizer = User {
+                id: row.competition.organizer_id,
+                name: row.organizer_name,
+                email: row.organizer_email,
+                role: row.organizer_role,
+                created_at: row.organizer_created_at,
+            };
+            (row.competition, organizer)
+        })
+        .unzip();
     Ok(Page {
         items,
+        organizers,
         has_next_page,
     })
 }
 
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
 pub async fn count(conn: &mut AsyncPgConnection, filter: &Filter) -> AppResult<i64> {
-    Ok(filtered(filter).count().get_result(conn).await?)
+    let query = match &filter.tag {
+        Some(tag) => prepared(COUNT_TAGGED)
+            .bind::<Bool, _>(filter.open_only)
+            .bind::<Text, _>(tag.clone()),
+        None => prepared(COUNT_ALL).bind::<Bool, _>(filter.open_only),
+    };
+    Ok(query.get_result::<Count>(conn).await?.n)
 }
 
 pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> AppResult<Vec<Competition>> {

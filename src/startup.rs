@@ -1,6 +1,6 @@
 //! Assembles the application: pools, the GraphQL schema, the HTTP router and the server.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -18,7 +18,7 @@ use crate::{
     auth::JwtKeys,
     config::{Config, JobsConfig},
     db::{self, PgPool},
-    graphql::{self, AppSchema},
+    graphql::{self, AppSchema, documents::DocumentCache},
     idempotency::IdempotencyStore,
     jobs,
     redis::{self, RedisPool},
@@ -80,6 +80,7 @@ impl AppState {
 pub struct HttpState {
     pub app: AppState,
     pub schema: AppSchema,
+    pub documents: Arc<DocumentCache>,
 }
 
 pub struct Application {
@@ -203,7 +204,11 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(HttpState { app, schema })
+        .with_state(HttpState {
+            app,
+            schema,
+            documents: Arc::default(),
+        })
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(CatchPanicLayer::new())
         .layer(TraceLayer::new_for_http())

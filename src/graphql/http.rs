@@ -34,8 +34,9 @@ pub async fn execute(
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
         .map(|value| value.to_str().unwrap_or_default().to_owned());
+    let mut request = request.into_inner();
+    state.documents.parse_into(&mut request);
     let request = request
-        .into_inner()
         .data(Viewer(viewer))
         .data(IdempotencyKeyHeader(idempotency_key))
         .data(DbLoader::for_request(state.app.db.clone()));

@@ -1,6 +1,7 @@
 //! The GraphQL API of API.md: thin resolvers over the domain modules.
 
 mod context;
+pub mod documents;
 mod errors;
 pub mod http;
 mod loaders;

@@ -133,46 +133,62 @@ impl From<CreateCompetitionInput> for NewCompetition {
     }
 }
 
-pub struct CompetitionView(pub Competition);
+pub struct CompetitionView {
+    competition: Competition,
+    /// Known when the competition was read together with its organizer (listings).
+    organizer: Option<User>,
+}
+
+impl From<Competition> for CompetitionView {
+    fn from(competition: Competition) -> Self {
+        Self {
+            competition,
+            organizer: None,
+        }
+    }
+}
 
 #[Object(name = "Competition")]
 impl CompetitionView {
     async fn id(&self) -> ID {
-        id(self.0.id)
+        id(self.competition.id)
     }
     async fn title(&self) -> &str {
-        &self.0.title
+        &self.competition.title
     }
     async fn description(&self) -> &str {
-        &self.0.description
+        &self.competition.description
     }
     async fn tags(&self) -> &[String] {
-        &self.0.tags
+        &self.competition.tags
     }
     async fn capacity(&self) -> i32 {
-        self.0.capacity
+        self.competition.capacity
     }
     async fn registered_count(&self) -> i32 {
-        self.0.registered_count
+        self.competition.registered_count
     }
     async fn seats_left(&self) -> i32 {
-        self.0.seats_left()
+        self.competition.seats_left()
     }
     /// Before the registration deadline and with a seat left.
     async fn is_open(&self) -> bool {
-        self.0.is_open(Utc::now())
+        self.competition.is_open(Utc::now())
     }
     async fn reg_deadline(&self) -> DateTime<Utc> {
-        self.0.reg_deadline
+        self.competition.reg_deadline
     }
     async fn start_date(&self) -> DateTime<Utc> {
-        self.0.start_date
+        self.competition.start_date
     }
     async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+        self.competition.created_at
     }
     async fn organizer(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
-        load_user(ctx, self.0.organizer_id).await
+        match &self.organizer {
+            Some(organizer) => Ok(UserView(organizer.clone())),
+            None => load_user(ctx, self.competition.organizer_id).await,
+        }
     }
     /// Only for the competition's organizer (`FORBIDDEN` for anyone else).
     async fn registrations(
@@ -181,7 +197,7 @@ impl CompetitionView {
     ) -> async_graphql::Result<Vec<RegistrationView>> {
         let caller = ctx.caller()?;
         let mut conn = ctx.db().await?;
-        let found = registrations::of_competition(&mut conn, caller, &self.0).await?;
+        let found = registrations::of_competition(&mut conn, caller, &self.competition).await?;
         Ok(found.into_iter().map(RegistrationView).collect())
     }
 }
@@ -209,7 +225,7 @@ impl RegistrationView {
             .load_one(CompetitionId(competition_id))
             .await?
             .ok_or_else(|| internal(format!("competition {competition_id} is missing")))?;
-        Ok(CompetitionView(competition))
+        Ok(CompetitionView::from(competition))
     }
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
         load_user(ctx, self.0.user_id).await
@@ -230,28 +246,45 @@ pub struct CompetitionEdge {
 
 /// One page of a listing; `totalCount` is counted only when asked for.
 pub struct CompetitionConnection {
-    pub page: Page,
-    pub filter: Filter,
+    edges: Vec<CompetitionEdge>,
+    page_info: PageInfo,
+    filter: Filter,
+}
+
+impl CompetitionConnection {
+    pub fn new(page: Page, filter: Filter) -> Self {
+        let end_cursor = page.items.last().map(|last| Cursor::of(last).encode());
+        let edges = page
+            .items
+            .into_iter()
+            .zip(page.organizers)
+            .map(|(competition, organizer)| CompetitionEdge {
+                cursor: Cursor::of(&competition).encode(),
+                node: CompetitionView {
+                    competition,
+                    organizer: Some(organizer),
+                },
+            })
+            .collect();
+        Self {
+            edges,
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor,
+            },
+            filter,
+        }
+    }
 }
 
 #[Object]
 impl CompetitionConnection {
-    async fn edges(&self) -> Vec<CompetitionEdge> {
-        self.page
-            .items
-            .iter()
-            .map(|competition| CompetitionEdge {
-                cursor: Cursor::of(competition).encode(),
-                node: CompetitionView(competition.clone()),
-            })
-            .collect()
+    async fn edges(&self) -> &[CompetitionEdge] {
+        &self.edges
     }
 
-    async fn page_info(&self) -> PageInfo {
-        PageInfo {
-            has_next_page: self.page.has_next_page,
-            end_cursor: self.page.items.last().map(|last| Cursor::of(last).encode()),
-        }
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
     }
 
     /// How many competitions match the filter, on all pages.

@@ -49,7 +49,7 @@ impl Mutation {
         let caller = ctx.caller()?;
         let mut conn = ctx.db().await?;
         let competition = competitions::create(&mut conn, caller, input.into()).await?;
-        Ok(CompetitionView(competition))
+        Ok(CompetitionView::from(competition))
     }
 
     /// Participants only. Idempotent per key: the `Idempotency-Key` header or this argument.

@@ -58,7 +58,7 @@ impl Query {
         let mut conn = ctx.db().await?;
         Ok(competitions::find(&mut conn, id)
             .await?
-            .map(CompetitionView))
+            .map(CompetitionView::from))
     }
 
     /// Newest first; `after` takes a cursor of a previous page.
@@ -79,6 +79,6 @@ impl Query {
         let mut conn = ctx.db().await?;
         let page =
             competitions::list(&mut conn, &filter, first.unwrap_or(20).into(), after).await?;
-        Ok(CompetitionConnection { page, filter })
+        Ok(CompetitionConnection::new(page, filter))
     }
 }

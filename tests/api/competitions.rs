@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::sql_query;
@@ -111,27 +111,21 @@ const PAGE: &str = "query($first: Int, $after: String, $tag: String, $openOnly: 
     competitions(first: $first, after: $after, tag: $tag, openOnly: $openOnly) {
         totalCount
         pageInfo { hasNextPage endCursor }
-        edges { cursor node { id title organizer { id } } }
+        edges { cursor node { id title organizer { id email } } }
     } }";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pagination_visits_each_competition_exactly_once() {
     let app = TestApp::spawn().await;
     let organizers = [app.signup("ORGANIZER").await, app.signup("ORGANIZER").await];
-    let mut created = HashSet::new();
+    let mut organizer_of = HashMap::new();
     for index in 0..7 {
+        let organizer = &organizers[index % 2];
         let body = app
-            .create_competition(
-                &organizers[index % 2],
-                json!({ "title": format!("Cup {index}") }),
-            )
+            .create_competition(organizer, json!({ "title": format!("Cup {index}") }))
             .await;
-        created.insert(
-            body["data"]["createCompetition"]["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        let id = body["data"]["createCompetition"]["id"].as_str().unwrap();
+        organizer_of.insert(id.to_owned(), organizer);
     }
 
     let mut seen = Vec::new();
@@ -142,8 +136,11 @@ async fn pagination_visits_each_competition_exactly_once() {
         let connection = &body["data"]["competitions"];
         assert_eq!(connection["totalCount"], 7, "{body}");
         for edge in connection["edges"].as_array().unwrap() {
-            assert!(!edge["node"]["organizer"]["id"].is_null());
-            seen.push(edge["node"]["id"].as_str().unwrap().to_owned());
+            let id = edge["node"]["id"].as_str().unwrap();
+            let organizer = organizer_of[id];
+            assert_eq!(edge["node"]["organizer"]["id"], organizer.id, "{body}");
+            assert_eq!(edge["node"]["organizer"]["email"], organizer.email);
+            seen.push(id.to_owned());
         }
         pages += 1;
         if connection["pageInfo"]["hasNextPage"] == false {
@@ -156,7 +153,10 @@ async fn pagination_visits_each_competition_exactly_once() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 7, "a competition was visited twice: {seen:?}");
-    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), created);
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>(),
+        organizer_of.keys().collect()
+    );
 
     let bad_cursor = app.gql(PAGE, json!({ "after": "bm9wZQ" })).await;
     assert_eq!(error_code(&bad_cursor), "BAD_USER_INPUT");

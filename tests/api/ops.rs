@@ -110,6 +110,41 @@ async fn alias_bombs_and_deep_queries_are_refused_before_resolving() {
     assert!(refused["data"].is_null());
 }
 
+/// Parsed documents are cached by their text: a repeated text must still be run with each
+/// request's variables and checked against the limits, and a syntax error reported each time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_document_is_checked_and_run_afresh_each_time() {
+    let app = TestApp::spawn().await;
+    let organizer = app.signup("ORGANIZER").await;
+    for title in ["First", "Second"] {
+        app.create_competition(&organizer, json!({ "title": title }))
+            .await;
+    }
+    let page = "query($first: Int) { competitions(first: $first) { edges { node { title } } } }";
+    for (first, expected) in [(1, 1), (2, 2), (0, 0)] {
+        let body = app.gql(page, json!({ "first": first })).await;
+        let edges = body["data"]["competitions"]["edges"].as_array().cloned();
+        assert_eq!(edges.map(|edges| edges.len()), Some(expected), "{body}");
+    }
+    let too_many = app.gql(page, json!({ "first": 101 })).await;
+    assert_eq!(error_code(&too_many), "BAD_USER_INPUT", "{too_many}");
+
+    let deep = format!(
+        "{{ __schema {{ types {{ {}name{} }} }} }}",
+        "ofType { ".repeat(20),
+        " }".repeat(20)
+    );
+    let broken = "{ competitions { totalCount ";
+    for _ in 0..2 {
+        let refused = app.gql(&deep, json!({})).await;
+        assert_eq!(error_code(&refused), "BAD_USER_INPUT", "{refused}");
+        assert!(refused["data"].is_null());
+        let unparsed = app.gql(broken, json!({})).await;
+        assert_eq!(error_code(&unparsed), "BAD_USER_INPUT", "{unparsed}");
+        assert!(unparsed["data"].is_null());
+    }
+}
+
 /// GraphiQL's introspection query (graphql-js, with deeper type references) must pass the limits.
 #[tokio::test(flavor = "multi_thread")]
 async fn graphiql_page_and_its_introspection_work() {

@@ -55,6 +55,8 @@ pub async fn pgbench(
     let mut command = tokio::process::Command::new("pgbench");
     command
         .args(["-n", "-j", "2"])
+        // The registration scripts count their own unique user ids from here.
+        .args(["-D", "seq=0"])
         .args(["-c", &clients.to_string()])
         .args(["-T", &duration.as_secs().max(1).to_string()])
         .args(["-h", url.host_str().unwrap_or("localhost")])
