@@ -3,8 +3,11 @@
 //! workers and drains on shutdown.
 //!
 //! Claiming is one statement (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`), so
-//! two live workers never take the same task. Idle workers sleep until a `NOTIFY` on
-//! `WAKE_CHANNEL` (sent by `Waker`) or the poll interval, whichever comes first.
+//! two live workers never take the same task. Under load it takes tasks in batches (once
+//! half the slots are free) and deletes the tasks finished since the last claim in the same
+//! statement, so Postgres sees well under one queue statement per task besides its effect.
+//! Idle workers sleep until a `NOTIFY` on `WAKE_CHANNEL` (sent by `Waker`) or the poll
+//! interval, whichever comes first.
 
 use std::{pin::pin, sync::Arc, time::Duration};
 
@@ -32,6 +35,10 @@ use crate::{
 
 /// How long to wait before reconnecting the LISTEN connection or retrying the start.
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// Under load, at most one `NOTIFY` per this interval and process: a wake-up per round trip
+/// would cost Postgres nearly a statement per registration, while busy workers claim again
+/// on their own.
+const MIN_WAKE_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Wakes idle workers of every process after tasks were queued. Wake-ups are coalesced:
 /// at most one `NOTIFY` is in flight per process, however many registrations commit, and it
@@ -49,6 +56,10 @@ impl Waker {
             while wakeups.recv().await.is_some() {
                 if let Err(error) = notify(&db).await {
                     tracing::debug!(%error, "could not wake the workers; they will poll");
+                }
+                // Another registration during that round trip means a busy server.
+                if !wakeups.is_empty() {
+                    tokio::time::sleep(MIN_WAKE_INTERVAL).await;
                 }
             }
         });
@@ -132,8 +143,13 @@ struct ClaimedTask {
     retries: i32,
 }
 
-/// Takes up to `$2` due tasks of the types `$1`, oldest due first, atomically.
+/// Deletes the finished tasks `$3` (fang's `RemoveFinished` retention: the effect is the
+/// record) and takes up to `$2` due tasks of the types `$1`, oldest due first, atomically.
+/// One statement and one commit for both, instead of one per finished task.
 const CLAIM: &str = "
+WITH finished AS (
+    DELETE FROM fang_tasks WHERE id = ANY($3)
+)
 UPDATE fang_tasks SET state = 'in_progress', updated_at = now()
  WHERE id IN (
        SELECT id FROM fang_tasks
@@ -219,26 +235,32 @@ impl Worker {
 
     async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
         let concurrency = self.settings.worker_concurrency.max(1);
+        // Claiming only once half the slots are free takes tasks in batches under load.
+        let claim_at = concurrency.div_ceil(2);
         let poll = Duration::from_millis(self.settings.job_poll_interval_ms.max(1));
         let stall_timeout = Duration::from_secs(self.settings.job_stall_timeout_secs.max(1));
         let sweep_every =
             (stall_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut next_sweep = Instant::now();
         let mut running = JoinSet::new();
+        // Succeeded, still `in_progress`: deleted by the next claim (or rescued and run
+        // again, harmlessly, if this process dies first).
+        let mut finished = Vec::new();
         while !shutdown.is_cancelled() {
-            while let Some(finished) = running.try_join_next() {
-                report_panic(finished);
+            while let Some(outcome) = running.try_join_next() {
+                finished.extend(succeeded(outcome));
             }
             if Instant::now() >= next_sweep {
                 self.rescue_stalled(stall_timeout).await;
                 next_sweep = Instant::now() + sweep_every;
             }
             let free = concurrency - running.len();
-            let mut saturated = false;
-            if free > 0 {
-                match self.claim(free).await {
+            let mut saturated = free < claim_at;
+            if !saturated {
+                match self.claim(free, &finished).await {
                     Ok(tasks) => {
-                        // A full batch means more may be due: claim again when a slot frees.
+                        finished.clear();
+                        // A full batch means more may be due: claim again when slots free.
                         saturated = tasks.len() == free;
                         for task in tasks {
                             running.spawn(self.clone().execute(task));
@@ -249,41 +271,48 @@ impl Worker {
             }
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                Some(finished) = running.join_next(), if !running.is_empty() => {
-                    report_panic(finished);
+                Some(outcome) = running.join_next(), if !running.is_empty() => {
+                    finished.extend(succeeded(outcome));
                 }
                 () = wake.notified(), if !saturated => {}
                 () = tokio::time::sleep(poll), if !saturated => {}
                 () = tokio::time::sleep_until(next_sweep) => {}
             }
         }
-        self.drain(running).await;
+        self.drain(running, finished).await;
     }
 
-    async fn drain(&self, mut running: JoinSet<()>) {
-        if running.is_empty() {
+    async fn drain(&self, mut running: JoinSet<Option<Uuid>>, mut finished: Vec<Uuid>) {
+        if !running.is_empty() {
+            tracing::info!(running = running.len(), "letting running tasks finish");
+            let drain = Duration::from_secs(self.settings.job_drain_secs);
+            let all_done = async {
+                while let Some(outcome) = running.join_next().await {
+                    finished.extend(succeeded(outcome));
+                }
+            };
+            if tokio::time::timeout(drain, all_done).await.is_err() {
+                tracing::warn!(
+                    "tasks still running at the drain deadline; they will be rescued as stalled"
+                );
+            }
+        }
+        if finished.is_empty() {
             return;
         }
-        tracing::info!(running = running.len(), "letting running tasks finish");
-        let drain = Duration::from_secs(self.settings.job_drain_secs);
-        let all_done = async {
-            while let Some(finished) = running.join_next().await {
-                report_panic(finished);
-            }
-        };
-        if tokio::time::timeout(drain, all_done).await.is_err() {
-            tracing::warn!(
-                "tasks still running at the drain deadline; they will be rescued as stalled"
-            );
+        if let Err(error) = self.claim(0, &finished).await {
+            tracing::error!(%error, "cannot delete finished tasks; they will run again");
         }
     }
 
-    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<ClaimedTask>> {
+    /// Deletes `finished` and claims up to `limit` due tasks.
+    async fn claim(&self, limit: usize, finished: &[Uuid]) -> anyhow::Result<Vec<ClaimedTask>> {
         let mut conn = self.db.get().await?;
         let queues: Vec<&str> = QUEUES.to_vec();
         Ok(prepared(CLAIM)
             .bind::<Array<Text>, _>(queues)
             .bind::<BigInt, _>(i64::try_from(limit)?)
+            .bind::<Array<SqlUuid>, _>(finished.to_vec())
             .load(&mut conn)
             .await?)
     }
@@ -304,14 +333,16 @@ impl Worker {
         }
     }
 
-    /// Runs one claimed task and records its outcome.
-    async fn execute(self: Arc<Self>, task: ClaimedTask) {
+    /// Runs one claimed task. Success gives back its id, to delete with the next claim;
+    /// a failure is recorded here (a retry or a dead letter).
+    async fn execute(self: Arc<Self>, task: ClaimedTask) -> Option<Uuid> {
         let runnable: Box<dyn AsyncRunnable> = match serde_json::from_value(task.metadata) {
             Ok(runnable) => runnable,
             Err(error) => {
                 let reason = format!("cannot decode the task: {error}");
                 let recorded = self.dead_letter(task.id, &reason).await;
-                return record(task.id, recorded);
+                record(task.id, recorded);
+                return None;
             }
         };
         let result = TASK_DB
@@ -324,7 +355,7 @@ impl Worker {
             }
         }
         let recorded = match result {
-            Ok(()) => self.complete(task.id).await,
+            Ok(()) => return Some(task.id),
             Err(error) if task.retries < runnable.max_retries() => {
                 tracing::warn!(task_id = %task.id, attempt = task.retries + 1, error = error.description, "task failed; will retry");
                 self.retry(task.id, task.retries, &error.description).await
@@ -335,16 +366,7 @@ impl Worker {
             }
         };
         record(task.id, recorded);
-    }
-
-    /// Success: fang's `RemoveFinished` retention (the effect is the record).
-    async fn complete(&self, task_id: Uuid) -> anyhow::Result<()> {
-        let mut conn = self.db.get().await?;
-        prepared("DELETE FROM fang_tasks WHERE id = $1")
-            .bind::<SqlUuid, _>(task_id)
-            .execute(&mut conn)
-            .await?;
-        Ok(())
+        None
     }
 
     async fn retry(&self, task_id: Uuid, retries: i32, error: &str) -> anyhow::Result<()> {
@@ -378,8 +400,10 @@ fn record(task_id: Uuid, recorded: anyhow::Result<()>) {
     }
 }
 
-fn report_panic(finished: Result<(), tokio::task::JoinError>) {
-    if let Err(error) = finished {
+/// The id of a task that succeeded; a panic is logged (the task will be rescued as stalled).
+fn succeeded(outcome: Result<Option<Uuid>, tokio::task::JoinError>) -> Option<Uuid> {
+    outcome.unwrap_or_else(|error| {
         tracing::error!(%error, "a task panicked; it will be rescued as stalled");
-    }
+        None
+    })
 }
