@@ -44,10 +44,12 @@ fn every_scenario_runs_tiny_and_reports_its_figures() {
     }
     for registering in &lines[..2] {
         assert_eq!(registering["oversold"], 0, "{registering}");
-        assert!(
-            registering["ceiling_tps"].as_f64() > Some(0.0),
-            "{registering}"
-        );
+        for ceiling in ["ceiling_tps", "schema_ceiling_tps"] {
+            assert!(
+                registering[ceiling].as_f64() > Some(0.0),
+                "{ceiling}: {registering}"
+            );
+        }
     }
     // Hot: capacity 10 for 20 participants; exactly the seats were sold.
     assert_eq!(lines[0]["ok"], 10, "{}", lines[0]);

@@ -7,7 +7,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use url::Url;
 use uuid::Uuid;
 
-use mini_compete::db;
+use mini_compete::{db, jobs, registrations};
 
 const SCHEMA: &str = include_str!("../../../bench/ceilings/schema.sql");
 pub const HOT: &str = include_str!("../../../bench/ceilings/hot.sql");
@@ -34,7 +34,68 @@ pub async fn registration(
         let mut conn = AsyncPgConnection::establish(url.as_str()).await?;
         conn.batch_execute(SCHEMA).await?;
         drop(conn);
-        pgbench(url.as_str(), script, clients, duration).await
+        pgbench(url.as_str(), script, clients, duration, &[]).await
+    }
+    .await;
+    db::drop_database(url.as_str()).await?;
+    measured
+}
+
+/// Ids pgbench can compute: `md5('c' || n)::uuid` is competition n, `md5('u' || n)::uuid`
+/// participant n.
+const SCHEMA_CEILING_SEED: &str = "
+INSERT INTO users (id, name, email, password_hash, role)
+VALUES ('00000000-0000-0000-0000-000000000001', 'Ceiling', 'organizer@ceiling.example', '!', 'ORGANIZER');
+INSERT INTO users (id, name, email, password_hash, role)
+SELECT md5('u' || g)::uuid, 'Ceiling ' || g, g || '@ceiling.example', '!', 'PARTICIPANT'
+  FROM generate_series(1, {participants}) g;
+INSERT INTO competitions (id, organizer_id, title, description, capacity, reg_deadline, start_date)
+SELECT md5('c' || g)::uuid, '00000000-0000-0000-0000-000000000001', 'Ceiling ' || g, '',
+       {capacity}, now() + interval '7 days', now() + interval '8 days'
+  FROM generate_series(1, {competitions}) g;
+ANALYZE;";
+
+/// Participants per second of a schema ceiling run: each transaction takes a fresh one, and
+/// pgbench stops with an error if they run out. Client `c` takes ids `c + 1 + 80 k`, so
+/// this allows 200 transactions per second to every client, far above what 2 cores do.
+const SCHEMA_CEILING_PARTICIPANTS_PER_SEC: u64 = 200 * MAX_PGBENCH_CLIENTS as u64;
+
+/// The statement the server runs to register (`registrations::REGISTER`), on the real,
+/// migrated schema with its keys, checks and indexes, prepared once per pgbench client like
+/// the server's. The gap between this and the toy ceiling is the schema's cost; the gap
+/// between this and the API is everything around the statement.
+pub async fn schema_registration(
+    database_url: &str,
+    competitions: usize,
+    capacity: i32,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let name = format!("ceiling_{}", Uuid::new_v4().simple());
+    let mut url = Url::parse(database_url)?;
+    url.set_path(&format!("/{name}"));
+    db::prepare(url.as_str()).await?;
+    let measured = async {
+        let seed = SCHEMA_CEILING_SEED
+            .replace(
+                "{participants}",
+                &(SCHEMA_CEILING_PARTICIPANTS_PER_SEC * duration.as_secs().max(1)).to_string(),
+            )
+            .replace("{capacity}", &capacity.to_string())
+            .replace("{competitions}", &competitions.to_string());
+        let mut conn = AsyncPgConnection::establish(url.as_str()).await?;
+        conn.batch_execute(&seed).await?;
+        drop(conn);
+        let statement = registrations::REGISTER
+            .replace("$1", "md5('c' || :competition)::uuid")
+            .replace("$2", "md5('u' || :participant)::uuid")
+            .replace("$3", &format!("'{}'", jobs::CONFIRMATION_TASK))
+            .replace("$4", &format!("'{}'", jobs::CONFIRMATION_QUEUE));
+        let script = format!(
+            "\\set competition random(1, {competitions})\n\\set seq :seq + 1\n\\set participant :client_id + (:seq - 1) * {MAX_PGBENCH_CLIENTS} + 1\n{};\n",
+            statement.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        pgbench(url.as_str(), &script, clients, duration, &["-M", "prepared"]).await
     }
     .await;
     db::drop_database(url.as_str()).await?;
@@ -47,6 +108,7 @@ pub async fn pgbench(
     script: &str,
     clients: usize,
     duration: Duration,
+    options: &[&str],
 ) -> anyhow::Result<f64> {
     let url = Url::parse(database_url)?;
     let file = std::env::temp_dir().join(format!("loadgen-{}.sql", Uuid::new_v4().simple()));
@@ -57,6 +119,7 @@ pub async fn pgbench(
         .args(["-n", "-j", "2"])
         // The registration scripts count their own unique user ids from here.
         .args(["-D", "seq=0"])
+        .args(options)
         .args(["-c", &clients.to_string()])
         .args(["-T", &duration.as_secs().max(1).to_string()])
         .args(["-h", url.host_str().unwrap_or("localhost")])

@@ -237,18 +237,19 @@ async fn with_peak_rss<T>(work: impl Future<Output = T>) -> (T, Option<f64>) {
     (result, (peak > 0.0).then_some(peak))
 }
 
-async fn ceiling(args: &Args, database_url: &str, script: &str, clients: usize) -> Option<f64> {
+/// A pgbench figure measured for `--ceiling-secs`, or None: skipped, or failed (the reason
+/// goes to stderr; the scenario's own figures still count).
+async fn ceiling<F>(args: &Args, what: &str, measure: impl FnOnce(Duration) -> F) -> Option<f64>
+where
+    F: Future<Output = anyhow::Result<f64>>,
+{
     if args.ceiling_secs == 0 {
         return None;
     }
-    let secs = Duration::from_secs(args.ceiling_secs);
-    match ceiling::registration(database_url, script, clients, secs).await {
-        Ok(tps) => Some(tps),
-        Err(error) => {
-            eprintln!("  no ceiling: {error:#}");
-            None
-        }
-    }
+    measure(Duration::from_secs(args.ceiling_secs))
+        .await
+        .map_err(|error| eprintln!("  no {what}: {error:#}"))
+        .ok()
 }
 
 /// `hot` (one competition) or `spread` (200): everyone registers once.
@@ -264,7 +265,7 @@ async fn registrations(args: &Args, target: &Target, scenario: Scenario) -> anyh
         _ => (
             200,
             1_000_000,
-            scaled(10_000.0, args.scale),
+            scaled(30_000.0, args.scale),
             64,
             ceiling::SPREAD,
         ),
@@ -296,11 +297,29 @@ async fn registrations(args: &Args, target: &Target, scenario: Scenario) -> anyh
         ),
     );
     env.finish().await?;
-    report.ceiling_tps = ceiling(args, &target.database_url, script, clients).await;
+    let server = &target.database_url;
+    report.ceiling_tps = ceiling(args, "ceiling", |secs| {
+        ceiling::registration(server, script, clients, secs)
+    })
+    .await;
     report.extra.insert(
         "ceiling_clients".into(),
         json!(clients.min(ceiling::MAX_PGBENCH_CLIENTS)),
     );
+    // Capacity enough never to fill, like the toy's.
+    let schema_ceiling = ceiling(args, "schema ceiling", |secs| {
+        ceiling::schema_registration(server, competitions, 1_000_000, clients, secs)
+    });
+    if let Some(tps) = schema_ceiling.await {
+        let ratio = report.tally.throughput() / tps;
+        report
+            .extra
+            .insert("schema_ceiling_tps".into(), json!(tps.round()));
+        report.extra.insert(
+            "schema_ratio".into(),
+            json!((ratio * 1000.0).round() / 1000.0),
+        );
+    }
     Ok(report)
 }
 
@@ -317,13 +336,10 @@ async fn reads(args: &Args, target: &Target) -> anyhow::Result<Report> {
         with_peak_rss(driver.during(clients, timed(args), |_| list_request(), "reads")).await;
     let mut report = Report::new(Scenario::Reads, tally);
     report.rss_mib = rss.filter(|_| env.in_process());
-    if args.ceiling_secs > 0 {
-        let secs = Duration::from_secs(args.ceiling_secs);
-        report.ceiling_tps = ceiling::pgbench(&env.database_url, ceiling::READS, clients, secs)
-            .await
-            .map_err(|error| eprintln!("  no ceiling: {error:#}"))
-            .ok();
-    }
+    report.ceiling_tps = ceiling(args, "ceiling", |secs| {
+        ceiling::pgbench(&env.database_url, ceiling::READS, clients, secs, &[])
+    })
+    .await;
     env.finish().await?;
     Ok(report)
 }
