@@ -27,7 +27,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL, tasks::TASK_DB};
+use super::{MAX_ATTEMPTS, QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL, tasks::TASK_DB};
 use crate::{
     config::JobsConfig,
     db::{PgPool, prepared},
@@ -159,12 +159,44 @@ UPDATE fang_tasks SET state = 'in_progress', updated_at = now()
           FOR UPDATE SKIP LOCKED)
 RETURNING id, metadata, retries";
 
-/// Puts tasks back that a dead worker left `in_progress` for longer than `$1` seconds.
+/// Deals with tasks that a dead worker left `in_progress` for longer than `$1` seconds: the
+/// stalled attempt counts as failed, so it is retried, or dead-lettered if it was attempt
+/// `$2` (the last). A task that kills its worker every time thus ends like any failing one.
 const RESCUE_STALLED: &str = "
-UPDATE fang_tasks
-   SET state = 'retried', retries = retries + 1, scheduled_at = now(), updated_at = now(),
-       error_message = 'stalled: its worker stopped before finishing it'
- WHERE state = 'in_progress' AND updated_at < now() - make_interval(secs => $1)";
+WITH stalled AS (
+    SELECT id FROM fang_tasks
+     WHERE state = 'in_progress' AND updated_at < now() - make_interval(secs => $1)
+       FOR UPDATE SKIP LOCKED
+), requeued AS (
+    UPDATE fang_tasks t
+       SET state = 'retried', retries = retries + 1, scheduled_at = now(), updated_at = now(),
+           error_message = 'stalled: its worker stopped before finishing it'
+      FROM stalled s
+     WHERE t.id = s.id AND t.retries + 1 < $2
+    RETURNING t.id
+), failed AS (
+    UPDATE fang_tasks t
+       SET state = 'failed', updated_at = now(),
+           error_message = 'stalled on its last attempt: its worker stopped before finishing it'
+      FROM stalled s
+     WHERE t.id = s.id AND t.retries + 1 >= $2
+    RETURNING t.id, t.task_type, t.metadata, t.retries, t.error_message
+), recorded AS (
+    INSERT INTO failed_jobs (task_id, task_type, metadata, error_message, retries)
+    SELECT id, task_type, metadata, error_message, retries FROM failed
+    ON CONFLICT (task_id) DO UPDATE
+       SET error_message = EXCLUDED.error_message, retries = EXCLUDED.retries,
+           failed_at = now()
+)
+SELECT (SELECT count(*) FROM requeued) AS requeued, (SELECT count(*) FROM failed) AS failed";
+
+#[derive(QueryableByName)]
+struct Rescued {
+    #[diesel(sql_type = BigInt)]
+    requeued: i64,
+    #[diesel(sql_type = BigInt)]
+    failed: i64,
+}
 
 /// Schedules attempt `retries + 2` of task `$1` in `$3` milliseconds.
 const RETRY: &str = "
@@ -322,13 +354,23 @@ impl Worker {
             let mut conn = self.db.get().await?;
             let rescued = prepared(RESCUE_STALLED)
                 .bind::<diesel::sql_types::Double, _>(stall_timeout.as_secs_f64())
-                .execute(&mut conn)
+                .bind::<Integer, _>(MAX_ATTEMPTS)
+                .get_result::<Rescued>(&mut conn)
                 .await?;
             anyhow::Ok(rescued)
         };
         match rescued.await {
-            Ok(0) => {}
-            Ok(rescued) => tracing::warn!(rescued, "re-queued tasks of a worker that died"),
+            Ok(Rescued { requeued, failed }) => {
+                if requeued > 0 {
+                    tracing::warn!(requeued, "re-queued tasks of a worker that died");
+                }
+                if failed > 0 {
+                    tracing::error!(
+                        failed,
+                        "tasks stalled on their last attempt; recorded in failed_jobs"
+                    );
+                }
+            }
             Err(error) => tracing::warn!(%error, "cannot look for stalled tasks"),
         }
     }

@@ -236,6 +236,58 @@ async fn a_task_that_always_fails_ends_in_failed_jobs_after_five_attempts() {
     assert_eq!(app.count("SELECT count(*) FROM mailbox").await, 0);
 }
 
+/// A worker that died mid-task costs that task an attempt: it is rescued while attempts are
+/// left and dead-lettered after the last, so a task that kills its worker every time ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_stalled_on_its_last_attempt_is_dead_lettered_not_rescued_again() {
+    let app = TestApp::spawn_without_workers().await;
+    let competition = competition(&app, "Cup", chrono::Duration::days(5)).await;
+    let (early, late) = (
+        app.signup("PARTICIPANT").await,
+        app.signup("PARTICIPANT").await,
+    );
+    register(&app, &early, &competition).await;
+    let late_registration = register(&app, &late, &competition).await;
+    // As if a worker had died an hour ago holding both: one on its first attempt, one on
+    // its fifth and last.
+    app.execute(&format!(
+        "UPDATE fang_tasks SET state = 'in_progress', updated_at = now() - interval '1 hour',
+                retries = CASE metadata->>'registration_id' WHEN '{late_registration}' THEN 4 ELSE 0 END"
+    ))
+    .await;
+
+    let workers = app.start_workers(test_jobs_config());
+    app.wait_for_count(CONFIRMED, 1, WAIT).await;
+    app.wait_for_count("SELECT count(*) FROM failed_jobs", 1, WAIT)
+        .await;
+    workers.stop().await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM failed_jobs
+              WHERE metadata->>'registration_id' = '{late_registration}' AND retries = 4
+                AND error_message LIKE 'stalled on its last attempt%'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM registrations WHERE id = '{late_registration}' AND status = 'PENDING'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM fang_tasks WHERE task_type = 'confirmation' AND state <> 'failed'"
+        )
+        .await,
+        0,
+        "the rescued task ran and was deleted; the dead one stays failed"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM mailbox").await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_that_cannot_be_decoded_is_dead_lettered_at_once() {
     let app = TestApp::spawn().await;
