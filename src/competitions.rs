@@ -1,7 +1,7 @@
 //! Competitions: creation rules and listing with keyset (cursor) pagination.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use diesel::{
     pg::Pg,
     prelude::*,
@@ -181,8 +181,12 @@ impl Cursor {
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
         let micros = micros.parse::<i64>().map_err(|_| invalid())?;
+        // Cursors hold creation times; chrono accepts years Postgres would refuse.
+        let created_at = DateTime::from_timestamp_micros(micros)
+            .filter(|at| (1..=9999).contains(&at.year()))
+            .ok_or_else(invalid)?;
         Ok(Self {
-            created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+            created_at,
             id: id.parse().map_err(|_| invalid())?,
         })
     }
@@ -196,6 +200,13 @@ pub struct Page {
     pub has_next_page: bool,
 }
 
+/// The open-only filter on `c`, switched by `$1`.
+macro_rules! open_only {
+    () => {
+        "(NOT $1 OR (c.reg_deadline > now() AND c.registered_count < c.capacity))"
+    };
+}
+
 /// The listing statement with an optional extra condition: `$1` open only, `$2`/`$3` the
 /// cursor (created_at, id), `$4` the row limit, then the condition's own parameters. Fixed
 /// SQL is prepared once per connection; a diesel boxed query would be re-prepared each time.
@@ -207,8 +218,9 @@ macro_rules! listing {
                     u.name AS organizer_name, u.email AS organizer_email,
                     u.role AS organizer_role, u.created_at AS organizer_created_at
                FROM competitions c JOIN users u ON u.id = c.organizer_id
-              WHERE (NOT $1 OR (c.reg_deadline > now() AND c.registered_count < c.capacity))
-                AND (c.created_at, c.id) < ($2, $3) ",
+              WHERE ",
+            open_only!(),
+            " AND (c.created_at, c.id) < ($2, $3) ",
             $condition,
             " ORDER BY c.created_at DESC, c.id DESC LIMIT $4"
         )
@@ -219,8 +231,9 @@ macro_rules! listing {
 macro_rules! counting {
     ($condition:literal) => {
         concat!(
-            "SELECT count(*) AS n FROM competitions c
-              WHERE (NOT $1 OR (c.reg_deadline > now() AND c.registered_count < c.capacity)) ",
+            "SELECT count(*) AS n FROM competitions c WHERE ",
+            open_only!(),
+            " ",
             $condition
         )
     };

@@ -160,6 +160,14 @@ async fn pagination_visits_each_competition_exactly_once() {
 
     let bad_cursor = app.gql(PAGE, json!({ "after": "bm9wZQ" })).await;
     assert_eq!(error_code(&bad_cursor), "BAD_USER_INPUT");
+    // A well-formed cursor 250 000 years BC: a valid date for chrono, not for Postgres.
+    let ancient = "LTgwMDAwMDAwMDAwMDAwMDAwMDA6MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw";
+    let out_of_range = app.gql(PAGE, json!({ "after": ancient })).await;
+    assert_eq!(
+        error_code(&out_of_range),
+        "BAD_USER_INPUT",
+        "{out_of_range}"
+    );
     let too_many = app.gql(PAGE, json!({ "first": 101 })).await;
     assert_eq!(error_code(&too_many), "BAD_USER_INPUT");
 }
