@@ -26,18 +26,49 @@ pub async fn registration(
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    let name = format!("ceiling_{}", Uuid::new_v4().simple());
+    let scratch = Scratch::Plain(SCHEMA.to_owned());
+    in_scratch_database(database_url, scratch, script, clients, duration, &[]).await
+}
+
+/// How a scratch database is set up before pgbench runs in it.
+enum Scratch {
+    /// An empty database, then this SQL.
+    Plain(String),
+    /// Our migrations, then this SQL.
+    Migrated(String),
+}
+
+/// Runs `script` with pgbench in a scratch database of `database_url`'s server, then drops
+/// the database whatever happened.
+async fn in_scratch_database(
+    database_url: &str,
+    scratch: Scratch,
+    script: &str,
+    clients: usize,
+    duration: Duration,
+    options: &[&str],
+) -> anyhow::Result<f64> {
     let mut url = Url::parse(database_url)?;
-    url.set_path(&format!("/{name}"));
-    db::create_database_if_missing(url.as_str()).await?;
+    url.set_path(&format!("/ceiling_{}", Uuid::new_v4().simple()));
+    let url = url.as_str();
+    let setup = match scratch {
+        Scratch::Plain(sql) => {
+            db::create_database_if_missing(url).await?;
+            sql
+        }
+        Scratch::Migrated(sql) => {
+            db::prepare(url).await?;
+            sql
+        }
+    };
     let measured = async {
-        let mut conn = AsyncPgConnection::establish(url.as_str()).await?;
-        conn.batch_execute(SCHEMA).await?;
+        let mut conn = AsyncPgConnection::establish(url).await?;
+        conn.batch_execute(&setup).await?;
         drop(conn);
-        pgbench(url.as_str(), script, clients, duration, &[]).await
+        pgbench(url, script, clients, duration, options).await
     }
     .await;
-    db::drop_database(url.as_str()).await?;
+    db::drop_database(url).await?;
     measured
 }
 
@@ -71,35 +102,32 @@ pub async fn schema_registration(
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
-    let name = format!("ceiling_{}", Uuid::new_v4().simple());
-    let mut url = Url::parse(database_url)?;
-    url.set_path(&format!("/{name}"));
-    db::prepare(url.as_str()).await?;
-    let measured = async {
-        let seed = SCHEMA_CEILING_SEED
-            .replace(
-                "{participants}",
-                &(SCHEMA_CEILING_PARTICIPANTS_PER_SEC * duration.as_secs().max(1)).to_string(),
-            )
-            .replace("{capacity}", &capacity.to_string())
-            .replace("{competitions}", &competitions.to_string());
-        let mut conn = AsyncPgConnection::establish(url.as_str()).await?;
-        conn.batch_execute(&seed).await?;
-        drop(conn);
-        let statement = registrations::REGISTER
-            .replace("$1", "md5('c' || :competition)::uuid")
-            .replace("$2", "md5('u' || :participant)::uuid")
-            .replace("$3", &format!("'{}'", jobs::CONFIRMATION_TASK))
-            .replace("$4", &format!("'{}'", jobs::CONFIRMATION_QUEUE));
-        let script = format!(
-            "\\set competition random(1, {competitions})\n\\set seq :seq + 1\n\\set participant :client_id + (:seq - 1) * {MAX_PGBENCH_CLIENTS} + 1\n{};\n",
-            statement.split_whitespace().collect::<Vec<_>>().join(" ")
-        );
-        pgbench(url.as_str(), &script, clients, duration, &["-M", "prepared"]).await
-    }
-    .await;
-    db::drop_database(url.as_str()).await?;
-    measured
+    let seed = SCHEMA_CEILING_SEED
+        .replace(
+            "{participants}",
+            &(SCHEMA_CEILING_PARTICIPANTS_PER_SEC * duration.as_secs().max(1)).to_string(),
+        )
+        .replace("{capacity}", &capacity.to_string())
+        .replace("{competitions}", &competitions.to_string());
+    let statement = registrations::REGISTER
+        .replace("$1", "md5('c' || :competition)::uuid")
+        .replace("$2", "md5('u' || :participant)::uuid")
+        .replace("$3", &format!("'{}'", jobs::CONFIRMATION_TASK))
+        .replace("$4", &format!("'{}'", jobs::CONFIRMATION_QUEUE));
+    let script = format!(
+        "\\set competition random(1, {competitions})\n\\set seq :seq + 1\n\\set participant :client_id + (:seq - 1) * {MAX_PGBENCH_CLIENTS} + 1\n{};\n",
+        statement.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    let scratch = Scratch::Migrated(seed);
+    in_scratch_database(
+        database_url,
+        scratch,
+        &script,
+        clients,
+        duration,
+        &["-M", "prepared"],
+    )
+    .await
 }
 
 /// Runs `script` with pgbench for `duration`; its transactions per second.
