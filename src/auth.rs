@@ -1,6 +1,10 @@
 //! Sign-up, log-in, password hashing and tokens.
 
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::{
+    net::IpAddr,
+    sync::{Arc, LazyLock, OnceLock},
+    time::{Duration, Instant},
+};
 
 use argon2::{
     Algorithm as ArgonAlgorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier,
@@ -19,6 +23,7 @@ use crate::{
     db::PgPool,
     error::{AppError, AppResult, internal, violates},
     schema::users,
+    throttle::Throttle,
     users::{Role, User},
     validation,
 };
@@ -153,11 +158,17 @@ struct NewUserRow {
 }
 
 /// Validates and creates an account. An email already taken, in any letter case, is `CONFLICT`.
-/// No connection is held while the password hashes.
-pub async fn signup(db: &PgPool, account: NewAccount) -> AppResult<User> {
+/// Rate-limited like a log-in; no connection is held while the password hashes.
+pub async fn signup(
+    db: &PgPool,
+    throttle: &Throttle,
+    address: IpAddr,
+    account: NewAccount,
+) -> AppResult<User> {
     let name = validation::text("name", &account.name, 1, 100)?;
     let email = validation::normalize_email(&account.email)?;
     validation::check_password(&account.password)?;
+    throttle.password_attempt(address, &email).await?;
     let password_hash = hash_password(account.password).await?;
     let mut conn = db.get().await?;
     create_user(&mut conn, name, email, password_hash, account.role)
@@ -191,9 +202,20 @@ pub async fn create_user(
     }
 }
 
-/// One message for an unknown email and a wrong password. No connection is held while the
-/// password is verified.
-pub async fn login(db: &PgPool, email: &str, password: String) -> AppResult<User> {
+/// One message for an unknown email and a wrong password. Rate-limited per client address
+/// and account before any work; no connection is held while the password is verified.
+pub async fn login(
+    db: &PgPool,
+    throttle: &Throttle,
+    address: IpAddr,
+    email: &str,
+    password: String,
+) -> AppResult<User> {
+    throttle.password_attempt(address, email).await?;
+    // No account has a longer password: refuse without hashing a megabyte.
+    if password.chars().count() > validation::MAX_PASSWORD_LEN {
+        return Err(AppError::Unauthenticated(BAD_CREDENTIALS));
+    }
     let found = match validation::normalize_email(email) {
         Ok(email) => users::table
             .filter(users::email.eq(email))
@@ -211,5 +233,45 @@ pub async fn login(db: &PgPool, email: &str, password: String) -> AppResult<User
     match user {
         Some(user) if valid => Ok(user),
         _ => Err(AppError::Unauthenticated(BAD_CREDENTIALS)),
+    }
+}
+
+/// How long an account found to exist is trusted without asking the database again.
+const ACCOUNT_RECHECK: Duration = Duration::from_secs(60);
+const ACCOUNTS_CACHED: usize = 100_000;
+
+/// Accounts that bearer tokens name, as recently read from the database.
+///
+/// A token stays valid after its account is deleted (or after the database is reset under
+/// the same secret); every operation must then answer `UNAUTHENTICATED`, and the role is
+/// the account's current one, not the one the token was issued with. One lookup per
+/// account per minute keeps that off the hot path.
+pub struct Accounts {
+    known: quick_cache::sync::Cache<Uuid, (Role, Instant)>,
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Self {
+            known: quick_cache::sync::Cache::new(ACCOUNTS_CACHED),
+        }
+    }
+}
+
+impl Accounts {
+    /// The claims of a verified token, checked against the account as it is now.
+    pub async fn confirm(&self, db: &PgPool, mut claims: Claims) -> AppResult<Claims> {
+        if let Some((role, seen)) = self.known.get(&claims.sub)
+            && seen.elapsed() < ACCOUNT_RECHECK
+        {
+            claims.role = role;
+            return Ok(claims);
+        }
+        let user = crate::users::find(&mut *db.get().await?, claims.sub)
+            .await?
+            .ok_or(AppError::ACCOUNT_GONE)?;
+        self.known.insert(user.id, (user.role, Instant::now()));
+        claims.role = user.role;
+        Ok(claims)
     }
 }

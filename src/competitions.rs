@@ -1,7 +1,7 @@
 //! Competitions: creation rules and listing with keyset (cursor) pagination.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Datelike, Duration, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use diesel::{
     pg::Pg,
     prelude::*,
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     auth::Claims,
     db::prepared,
-    error::{AppError, AppResult, bad_input},
+    error::{AppError, AppResult, bad_input, violates},
     schema::competitions,
     users::{Role, User},
     validation,
@@ -92,9 +92,10 @@ impl NewCompetition {
         if self.reg_deadline <= Utc::now() {
             return Err(bad_input("regDeadline must be in the future"));
         }
-        let start_date = self
-            .start_date
-            .unwrap_or(self.reg_deadline + Duration::days(1));
+        let start_date = match self.start_date {
+            Some(start_date) => start_date,
+            None => validation::date_plus("startDate", self.reg_deadline, TimeDelta::days(1))?,
+        };
         if start_date <= self.reg_deadline {
             return Err(bad_input("startDate must be after regDeadline"));
         }
@@ -123,11 +124,17 @@ pub async fn create(
         ));
     }
     let row = input.validate(Uuid::new_v4(), caller.sub)?;
-    Ok(diesel::insert_into(competitions::table)
+    let created = diesel::insert_into(competitions::table)
         .values(&row)
         .returning(Competition::as_returning())
         .get_result(conn)
-        .await?)
+        .await;
+    match created {
+        Err(error) if violates(&error, "competitions_organizer_id_fkey") => {
+            Err(AppError::ACCOUNT_GONE)
+        }
+        created => Ok(created?),
+    }
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<Competition>> {

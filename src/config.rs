@@ -3,6 +3,9 @@
 use std::{net::SocketAddr, str::FromStr};
 
 use clap::Args;
+use ipnet::IpNet;
+
+pub use crate::{graphql::limits::DocumentLimits, throttle::RateLimits};
 
 /// Settings shared by every subcommand. Deliberately not `Debug`: it holds the JWT secret.
 #[derive(Args, Clone)]
@@ -71,7 +74,58 @@ pub struct Config {
     pub bind_addr: SocketAddr,
 
     #[command(flatten)]
+    pub http: HttpConfig,
+
+    #[command(flatten)]
+    pub limits: DocumentLimits,
+
+    #[command(flatten)]
+    pub rate_limits: RateLimits,
+
+    #[command(flatten)]
     pub jobs: JobsConfig,
+}
+
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// How the HTTP server protects itself and finds its clients.
+#[derive(Args, Clone, Debug)]
+pub struct HttpConfig {
+    /// Time budget of one request; past it the client gets `SERVICE_UNAVAILABLE` (503).
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECS",
+        global = true,
+        default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub request_timeout_secs: u64,
+
+    /// GraphQL requests served at once; beyond, requests are refused at once with 503 and
+    /// `Retry-After` instead of queueing without bound.
+    #[arg(
+        long,
+        env = "MAX_IN_FLIGHT_REQUESTS",
+        global = true,
+        default_value_t = DEFAULT_MAX_IN_FLIGHT
+    )]
+    pub max_in_flight: usize,
+
+    /// Reverse proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` names the
+    /// client; from anyone else the header is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", global = true, value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// The background workers (in `serve` and in `worker`).

@@ -17,6 +17,11 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("{0}")]
     BadInput(String),
+    /// The document exceeds a limit (refused before anything ran).
+    #[error("{0}")]
+    TooComplex(String),
+    #[error("Too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -33,17 +38,25 @@ pub enum AppError {
     IdempotencyKeyReused,
     #[error("A backing service is unavailable; retry later")]
     Unavailable(String),
+    /// The server refused to take the request on (load shedding, time budget).
+    #[error("{0}")]
+    Overloaded(&'static str),
     #[error("Internal server error")]
     Internal(String),
 }
 
 impl AppError {
+    /// A valid token whose account was deleted.
+    pub const ACCOUNT_GONE: Self = Self::Unauthenticated("The account no longer exists");
+
     /// The `extensions.code` of API.md for this error.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::BadInput(_) => "BAD_USER_INPUT",
+            Self::TooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::RateLimited { .. } => "RATE_LIMITED",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
             Self::AlreadyRegistered => "ALREADY_REGISTERED",
@@ -51,7 +64,7 @@ impl AppError {
             Self::RegistrationClosed => "REGISTRATION_CLOSED",
             Self::RequestInProgress => "REQUEST_IN_PROGRESS",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
-            Self::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            Self::Unavailable(_) | Self::Overloaded(_) => "SERVICE_UNAVAILABLE",
             Self::Internal(_) => "INTERNAL",
         }
     }

@@ -18,5 +18,7 @@ pub mod registrations;
 pub mod schema;
 pub mod seed;
 pub mod startup;
+pub mod state;
+pub mod throttle;
 pub mod users;
 pub mod validation;

@@ -131,9 +131,7 @@ async fn take_seat(db: &PgPool, user_id: Uuid, competition_id: Uuid) -> AppResul
         Err(error) if violates(&error, "registrations_one_per_user") => {
             Err(AppError::AlreadyRegistered)
         }
-        Err(error) if violates(&error, "registrations_user_id_fkey") => {
-            Err(AppError::Unauthenticated("The account no longer exists"))
-        }
+        Err(error) if violates(&error, "registrations_user_id_fkey") => Err(AppError::ACCOUNT_GONE),
         Err(error) => Err(error.into()),
     }
 }

@@ -6,82 +6,27 @@ use axum::{
     Json, Router,
     extract::State,
     http::StatusCode,
+    middleware,
     response::IntoResponse,
     routing::{get, post},
 };
 use diesel::ConnectionError;
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
-use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, trace::TraceLayer};
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 use crate::{
-    auth::JwtKeys,
     config::{Config, JobsConfig},
     db::{self, PgPool},
-    graphql::{self, AppSchema, documents::DocumentCache},
-    idempotency::IdempotencyStore,
-    jobs,
-    redis::{self, RedisPool},
+    graphql::{
+        self,
+        http::{self, Endpoint, Guard},
+    },
+    jobs, redis,
+    state::AppState,
 };
 
-/// Largest accepted request body.
-const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What every request handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: PgPool,
-    pub redis: RedisPool,
-    pub jwt: JwtKeys,
-    pub idempotency: IdempotencyStore,
-    /// Wakes the workers when a registration queued a confirmation.
-    pub jobs: jobs::Waker,
-    /// False until migrations have run (Postgres may be down when the server starts).
-    pub migrated: watch::Receiver<bool>,
-}
-
-impl AppState {
-    /// The state and the sender that reports migrations done.
-    pub fn new(config: &Config) -> anyhow::Result<(Self, watch::Sender<bool>)> {
-        let jwt = match &config.jwt_secret {
-            Some(secret) if !secret.is_empty() => {
-                JwtKeys::new(secret.as_bytes(), config.jwt_ttl_secs)
-            }
-            _ => {
-                tracing::warn!(
-                    "JWT_SECRET is not set: using a random per-process secret; tokens stop \
-                     working on restart and across processes. Production must set JWT_SECRET."
-                );
-                JwtKeys::random(config.jwt_ttl_secs)
-            }
-        };
-        let redis = redis::pool(&config.redis_url)?;
-        let db = db::pool(&config.database_url, config.database_pool_size);
-        let (migrated_tx, migrated) = watch::channel(false);
-        let state = Self {
-            jobs: jobs::Waker::spawn(db.clone()),
-            db,
-            idempotency: IdempotencyStore::new(
-                redis.clone(),
-                &config.redis_key_prefix,
-                config.idempotency_ttl_secs,
-                config.idempotency_lock_secs,
-            ),
-            redis,
-            jwt,
-            migrated,
-        };
-        Ok((state, migrated_tx))
-    }
-}
-
-#[derive(Clone)]
-pub struct HttpState {
-    pub app: AppState,
-    pub schema: AppSchema,
-    pub documents: Arc<DocumentCache>,
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -127,7 +72,7 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr).await?;
         Ok(Self {
             listener,
-            router: router(state),
+            router: router(state, config),
             workers,
         })
     }
@@ -146,7 +91,10 @@ impl Application {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let server = async {
-            let served = axum::serve(self.listener, self.router)
+            let router = self
+                .router
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(self.listener, router)
                 .with_graceful_shutdown(async move {
                     shutdown.await;
                     stopped.cancel();
@@ -195,28 +143,34 @@ async fn prepare_database(
     }
 }
 
-pub fn router(app: AppState) -> Router {
-    let schema = graphql::schema(app.clone());
+pub fn router(app: AppState, config: &Config) -> Router {
+    let endpoint = Endpoint {
+        schema: graphql::schema(app.clone(), &config.limits),
+        app: app.clone(),
+        documents: Arc::default(),
+        limits: Arc::new(config.limits.clone()),
+        trusted_proxies: config.http.trusted_proxies.clone().into(),
+    };
+    let graphql = Router::new()
+        .route("/graphql", post(http::post).get(http::graphiql))
+        .with_state(endpoint)
+        .route_layer(middleware::from_fn_with_state(
+            Guard::new(&config.http),
+            http::guard,
+        ));
     Router::new()
-        .route(
-            "/graphql",
-            post(graphql::http::execute).get(graphql::http::graphiql),
-        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(HttpState {
-            app,
-            schema,
-            documents: Arc::default(),
-        })
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
-        .layer(CatchPanicLayer::new())
+        .with_state(app)
+        .merge(graphql)
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(CatchPanicLayer::custom(http::panicked))
         .layer(TraceLayer::new_for_http())
 }
 
 /// 200 when Postgres (migrated) and Redis answer; 503 naming what is down otherwise.
-async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    let app = &state.app;
+async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let (postgres, redis) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, db::ping(&app.db)),
         tokio::time::timeout(PROBE_TIMEOUT, redis::ping(&app.redis)),

@@ -1,9 +1,12 @@
 //! Input rules of API.md, shared by every domain module.
 
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
+
 use crate::error::{AppError, AppResult, bad_input};
 
 pub const MAX_EMAIL_LEN: usize = 254;
-const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=128;
+pub const MAX_PASSWORD_LEN: usize = 128;
+const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=MAX_PASSWORD_LEN;
 
 /// Trimmed, lower-cased and checked: the form stored and compared everywhere.
 pub fn normalize_email(raw: &str) -> AppResult<String> {
@@ -61,4 +64,24 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> AppResult<Strin
 pub fn parse_id(field: &str, raw: &str) -> AppResult<uuid::Uuid> {
     uuid::Uuid::parse_str(raw.trim())
         .map_err(|_| AppError::BadInput(format!("{field} is not a valid ID")))
+}
+
+/// Dates must lie within 0001–9999 (API.md): what RFC 3339 can write with a four-digit
+/// year and Postgres can store. Derived dates are checked with it too.
+pub fn date(field: &str, at: DateTime<Utc>) -> AppResult<DateTime<Utc>> {
+    if (1..=9999).contains(&at.year()) {
+        Ok(at)
+    } else {
+        Err(bad_input(format!(
+            "{field} must lie within the years 0001 to 9999"
+        )))
+    }
+}
+
+/// `at + by`, refused like an input out of range when it leaves 0001–9999.
+pub fn date_plus(field: &str, at: DateTime<Utc>, by: TimeDelta) -> AppResult<DateTime<Utc>> {
+    let sum = at
+        .checked_add_signed(by)
+        .ok_or_else(|| bad_input(format!("{field} must lie within the years 0001 to 9999")))?;
+    date(field, sum)
 }

@@ -1,6 +1,6 @@
 //! What resolvers need from the request context: the app state, the caller, a connection.
 
-use std::future::Future;
+use std::{future::Future, net::IpAddr};
 
 use async_graphql::{Context, dataloader::DataLoader};
 use diesel_async::{AsyncPgConnection, pooled_connection::bb8::PooledConnection};
@@ -9,7 +9,7 @@ use super::loaders::DbLoader;
 use crate::{
     auth::Claims,
     error::{AppError, AppResult},
-    startup::AppState,
+    state::AppState,
 };
 
 /// The verified claims of the bearer token, if the request carried one.
@@ -18,6 +18,9 @@ pub struct Viewer(pub Option<Claims>);
 /// The request's `Idempotency-Key` header, if any.
 pub struct IdempotencyKeyHeader(pub Option<String>);
 
+/// The client's address (behind a trusted proxy: from `X-Forwarded-For`).
+pub struct ClientAddress(pub IpAddr);
+
 pub trait ContextExt {
     fn state(&self) -> &AppState;
 
@@ -25,6 +28,8 @@ pub trait ContextExt {
     fn caller(&self) -> AppResult<&Claims>;
 
     fn idempotency_key_header(&self) -> Option<&str>;
+
+    fn client_address(&self) -> IpAddr;
 
     fn loader(&self) -> &DataLoader<DbLoader>;
 
@@ -46,6 +51,10 @@ impl ContextExt for Context<'_> {
 
     fn idempotency_key_header(&self) -> Option<&str> {
         self.data_unchecked::<IdempotencyKeyHeader>().0.as_deref()
+    }
+
+    fn client_address(&self) -> IpAddr {
+        self.data_unchecked::<ClientAddress>().0
     }
 
     fn loader(&self) -> &DataLoader<DbLoader> {

@@ -1,30 +1,40 @@
-//! Parsed GraphQL documents, cached by their text.
+//! Documents are checked against the limits and parsed once, then cached by their text.
 //!
 //! Clients send the same few documents over and over, with only the variables changing, and
-//! async-graphql's parser is one of the larger costs of a small request. Validation still
-//! runs on every request (it depends on the variables); only parsing is skipped.
+//! async-graphql's parser is one of the larger costs of a small request. The cache holds
+//! the outcome, refusals included, so a repeated hostile document costs a lookup.
+//! Long documents are scanned and parsed on the blocking pool, a bounded number at a time,
+//! so that a client sending large documents cannot occupy the async workers.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
-use async_graphql::{
-    Request,
-    parser::{parse_query, types::ExecutableDocument},
-};
+use async_graphql::parser::types::ExecutableDocument;
 use quick_cache::{Weighter, sync::Cache};
+use tokio::sync::Semaphore;
 
-/// Longer documents are parsed every time: they are rare, and would crowd out the rest.
+use super::limits::{self, DocumentLimits, Refused};
+
+/// Longer documents are checked every time: they are rare, and would crowd out the rest.
 const MAX_CACHED_LEN: usize = 8 * 1024;
 /// Total text length of the cached documents; their syntax trees take a few times more.
 const CACHED_TEXT_BYTES: u64 = 1024 * 1024;
 const EXPECTED_DOCUMENTS: usize = 256;
+/// Documents longer than this are scanned and parsed off the async workers.
+const BLOCKING_LEN: usize = 4 * 1024;
 
-pub struct DocumentCache(Cache<String, Arc<ExecutableDocument>, TextLength>);
+/// Parses of long documents running at once: one per core.
+static PARSING: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
+
+type Checked = Result<Arc<ExecutableDocument>, Refused>;
+
+pub struct DocumentCache(Cache<String, Checked, TextLength>);
 
 #[derive(Clone)]
 struct TextLength;
 
-impl Weighter<String, Arc<ExecutableDocument>> for TextLength {
-    fn weight(&self, text: &String, _: &Arc<ExecutableDocument>) -> u64 {
+impl Weighter<String, Checked> for TextLength {
+    fn weight(&self, text: &String, _: &Checked) -> u64 {
         text.len() as u64
     }
 }
@@ -40,23 +50,32 @@ impl Default for DocumentCache {
 }
 
 impl DocumentCache {
-    /// Hands `request` its parsed document. A document that does not parse is left to the
-    /// executor, which reports the syntax error as usual.
-    pub fn parse_into(&self, request: &mut Request) {
-        if request.query.len() > MAX_CACHED_LEN {
-            return;
+    /// The parsed document, or why it is refused (over a limit, or not valid GraphQL).
+    pub async fn prepare(&self, text: &str, limits: &DocumentLimits) -> Checked {
+        if let Some(checked) = self.0.get(text) {
+            return checked;
         }
-        let document = match self.0.get(request.query.as_str()) {
-            Some(document) => document,
-            None => {
-                let Ok(parsed) = parse_query(&request.query) else {
-                    return;
-                };
-                let document = Arc::new(parsed);
-                self.0.insert(request.query.clone(), Arc::clone(&document));
-                document
+        let checked = if text.len() > BLOCKING_LEN {
+            let permit = PARSING.acquire().await;
+            let (owned, limits) = (text.to_owned(), limits.clone());
+            let checked = tokio::task::spawn_blocking(move || check(&owned, &limits)).await;
+            drop(permit);
+            match checked {
+                Ok(checked) => checked,
+                Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+                // Only a runtime shutting down cancels a blocking task.
+                Err(_) => Err(Refused::TooComplex("the server is shutting down".into())),
             }
+        } else {
+            check(text, limits)
         };
-        request.set_parsed_query(ExecutableDocument::clone(&document));
+        if text.len() <= MAX_CACHED_LEN {
+            self.0.insert(text.to_owned(), checked.clone());
+        }
+        checked
     }
+}
+
+fn check(text: &str, limits: &DocumentLimits) -> Checked {
+    limits::check(text, limits).map(Arc::new)
 }

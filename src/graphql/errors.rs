@@ -14,6 +14,12 @@ use async_graphql::{Response, ServerError};
 use crate::error::AppError;
 
 const INTERNAL_MESSAGE: &str = "Internal server error";
+/// async-graphql's own limit errors (the complexity limit is only checked there).
+const LIBRARY_LIMITS: [&str; 3] = [
+    "Query is too complex.",
+    "Query is nested too deep.",
+    "The recursion depth of the query cannot be greater than",
+];
 
 /// Gives `error` its code and a message safe for clients.
 pub fn classify(error: &mut ServerError) {
@@ -28,6 +34,12 @@ pub fn classify(error: &mut ServerError) {
                     tracing::error!(code = app_error.code(), path = ?error.path, %detail, "request failed");
                 }
                 error.message = app_error.to_string();
+                if let AppError::RateLimited { retry_after_secs } = app_error {
+                    error
+                        .extensions
+                        .get_or_insert_with(Default::default)
+                        .set("retryAfter", *retry_after_secs);
+                }
                 app_error.code()
             }
             None => {
@@ -37,6 +49,12 @@ pub fn classify(error: &mut ServerError) {
             }
         },
         None if has_code => return,
+        None if LIBRARY_LIMITS
+            .iter()
+            .any(|limit| error.message.starts_with(limit)) =>
+        {
+            "QUERY_TOO_COMPLEX"
+        }
         None => "BAD_USER_INPUT",
     };
     error

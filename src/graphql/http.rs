@@ -1,58 +1,411 @@
-//! HTTP handlers: GraphQL over POST, GraphiQL on GET.
+//! GraphQL over HTTP: POST runs a request, GET shows GraphiQL.
+//!
+//! Everything before execution happens here, cheapest first: the body is read within its
+//! limit, its JSON shape checked, the document checked against the limits and parsed (see
+//! `documents`), the bearer token verified against a live account. Every refusal is a JSON
+//! body with an `extensions.code`, never a framework's text.
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::{
-    extract::State,
-    http::{HeaderMap, header::AUTHORIZATION},
-    response::Html,
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
 };
 
+use async_graphql::{ServerError, Variables, http::GraphiQLSource};
+use axum::{
+    body::{Body, Bytes},
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{Html, IntoResponse, Response},
+};
+use ipnet::IpNet;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
 use super::{
-    context::{IdempotencyKeyHeader, Viewer},
+    AppSchema,
+    context::{ClientAddress, IdempotencyKeyHeader, Viewer},
+    documents::DocumentCache,
     errors::{classify, refusal},
+    limits::{self, DocumentLimits, Refused},
     loaders::DbLoader,
 };
 use crate::{
     auth::{Claims, JwtKeys},
-    error::{AppError, AppResult},
-    startup::HttpState,
+    config::HttpConfig,
+    error::{AppError, AppResult, bad_input},
+    state::AppState,
 };
 
+/// Largest accepted request body (API.md).
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+/// Seconds a client is asked to wait after the server shed its request.
+const RETRY_AFTER_SECS: &str = "1";
 
-pub async fn execute(
-    State(state): State<HttpState>,
+/// What the GraphQL endpoint shares between requests.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub app: AppState,
+    pub schema: AppSchema,
+    pub documents: Arc<DocumentCache>,
+    pub limits: Arc<DocumentLimits>,
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+/// The media type of the answer, from the request's `Accept`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Media {
+    /// `application/json`: request errors are 200, as legacy clients expect.
+    Json,
+    /// `application/graphql-response+json`: request errors are 4xx without `data`.
+    GraphqlResponse,
+}
+
+impl Media {
+    /// The type the client prefers by its `Accept` q-values; a tie goes to
+    /// `application/graphql-response+json`, no `Accept` or `*/*` to `application/json`.
+    pub fn negotiate(headers: &HeaderMap) -> Self {
+        let (mut json, mut graphql) = (None::<f32>, None::<f32>);
+        for range in headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+        {
+            let mut parts = range.split(';');
+            let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|param| param.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let slot = match essence.as_str() {
+                "application/json" | "application/*" | "*/*" => &mut json,
+                GRAPHQL_RESPONSE => &mut graphql,
+                _ => continue,
+            };
+            *slot = Some(slot.map_or(quality, |seen| seen.max(quality)));
+        }
+        match (graphql, json) {
+            (Some(graphql), json) if graphql > 0.0 && graphql >= json.unwrap_or(0.0) => {
+                Self::GraphqlResponse
+            }
+            _ => Self::Json,
+        }
+    }
+
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Self::Json => "application/json",
+            Self::GraphqlResponse => GRAPHQL_RESPONSE,
+        })
+    }
+}
+
+/// A request refused before execution.
+pub struct Refusal {
+    status: StatusCode,
+    /// The status holds whatever the media type (transport errors); otherwise only under
+    /// `application/graphql-response+json`, and `application/json` gets 200.
+    transport: bool,
+    error: AppError,
+}
+
+impl Refusal {
+    /// Refused by HTTP itself (body, content type, method): its status in every case.
+    pub fn transport(status: StatusCode, error: AppError) -> Self {
+        Self {
+            status,
+            transport: true,
+            error,
+        }
+    }
+
+    /// A GraphQL request error (document, limits, token): 4xx under
+    /// `application/graphql-response+json`.
+    pub fn request(error: AppError) -> Self {
+        let status = match &error {
+            AppError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            AppError::Unavailable(_) | AppError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let transport = matches!(
+            error,
+            AppError::Unavailable(_) | AppError::Overloaded(_) | AppError::Internal(_)
+        );
+        Self {
+            status,
+            transport,
+            error,
+        }
+    }
+
+    pub fn respond(self, media: Media) -> Response {
+        let status = if self.transport || media == Media::GraphqlResponse {
+            self.status
+        } else {
+            StatusCode::OK
+        };
+        let errors = refusal(self.error).errors;
+        let mut response = json_response(status, media, &ResponseBody::errors(&errors));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}
+
+impl From<Refused> for Refusal {
+    fn from(refused: Refused) -> Self {
+        Self::request(match refused {
+            Refused::TooComplex(message) => AppError::TooComplex(message),
+            Refused::Invalid(message) => AppError::BadInput(message),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a async_graphql::Value>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [ServerError],
+}
+
+impl<'a> ResponseBody<'a> {
+    fn errors(errors: &'a [ServerError]) -> Self {
+        Self { data: None, errors }
+    }
+}
+
+fn json_response(status: StatusCode, media: Media, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(header::CONTENT_TYPE, media.content_type())],
+            Bytes::from(bytes),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "could not serialise a response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// The fields of a GraphQL-over-HTTP request.
+pub struct GraphqlRequest {
+    pub query: Option<String>,
+    pub operation_name: Option<String>,
+    pub variables: Map<String, Value>,
+}
+
+pub async fn post(
+    State(endpoint): State<Endpoint>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    let viewer = match bearer_claims(&state.app.jwt, &headers) {
+    body: Body,
+) -> Response {
+    let media = Media::negotiate(&headers);
+    let request = match read_post(&headers, body, &endpoint.limits).await {
+        Ok(request) => request,
+        Err(refusal) => return refusal.respond(media),
+    };
+    run(&endpoint, peer.ip(), &headers, media, request).await
+}
+
+/// Reads a POST body: JSON, within `BODY_LIMIT_BYTES` (whether announced or chunked).
+async fn read_post(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &DocumentLimits,
+) -> Result<GraphqlRequest, Refusal> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(Refusal::transport(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            bad_input("a GraphQL POST must have Content-Type: application/json"),
+        ));
+    }
+    let too_large = || {
+        Refusal::transport(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooComplex(format!("the body is larger than {BODY_LIMIT_BYTES} bytes")),
+        )
+    };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > BODY_LIMIT_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT_BYTES)
+        .await
+        .map_err(|error| {
+            let over = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if over {
+                too_large()
+            } else {
+                Refusal::transport(
+                    StatusCode::BAD_REQUEST,
+                    bad_input("the request body could not be read"),
+                )
+            }
+        })?;
+    parse_body(&bytes, limits)
+}
+
+fn bad_request(message: &str) -> Refusal {
+    Refusal::transport(StatusCode::BAD_REQUEST, bad_input(message))
+}
+
+/// The JSON body of a POST: an object with `query`, `operationName`, `variables`,
+/// `extensions`. Its nesting is bounded before it is decoded.
+fn parse_body(bytes: &[u8], limits: &DocumentLimits) -> Result<GraphqlRequest, Refusal> {
+    // The body object and `variables` are two levels above the deepest variable value.
+    if limits::json_nesting(bytes) > limits.max_value_depth + 2 {
+        return Err(Refusal::request(AppError::TooComplex(format!(
+            "variables nest deeper than {}",
+            limits.max_value_depth
+        ))));
+    }
+    let body = match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(body)) => body,
+        Ok(Value::Array(_)) => return Err(bad_request("batched requests are not supported")),
+        Ok(_) => return Err(bad_request("the body must be a JSON object")),
+        Err(_) => return Err(bad_request("the body is not valid JSON")),
+    };
+    let text = |name: &str| match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(_) => Err(bad_request(&format!("{name} must be a string"))),
+    };
+    let object = |name: &str| match body.get(name) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(object)) => Ok(object.clone()),
+        Some(_) => Err(bad_request(&format!("{name} must be an object"))),
+    };
+    let request = GraphqlRequest {
+        query: text("query")?,
+        operation_name: text("operationName")?,
+        variables: object("variables")?,
+    };
+    object("extensions")?;
+    if contains_nul(&request.variables) {
+        return Err(Refusal::request(bad_input(
+            "text must not contain NUL characters",
+        )));
+    }
+    Ok(request)
+}
+
+/// True when a string anywhere in `variables` (keys included) holds a NUL character:
+/// Postgres cannot store one, and no input of API.md allows it.
+fn contains_nul(variables: &Map<String, Value>) -> bool {
+    let mut pending: Vec<&Value> = Vec::new();
+    for (key, value) in variables {
+        if key.contains('\0') {
+            return true;
+        }
+        pending.push(value);
+    }
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(text) if text.contains('\0') => return true,
+            Value::Array(items) => pending.extend(items),
+            Value::Object(fields) => {
+                if fields.keys().any(|key| key.contains('\0')) {
+                    return true;
+                }
+                pending.extend(fields.values());
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Checks the document and the caller, then executes.
+async fn run(
+    endpoint: &Endpoint,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    media: Media,
+    request: GraphqlRequest,
+) -> Response {
+    let Some(query) = request.query else {
+        return Refusal::transport(StatusCode::BAD_REQUEST, bad_input("a query is required"))
+            .respond(media);
+    };
+    let document = match endpoint.documents.prepare(&query, &endpoint.limits).await {
+        Ok(document) => document,
+        Err(refused) => return Refusal::from(refused).respond(media),
+    };
+    let viewer = match caller(&endpoint.app, headers).await {
         Ok(viewer) => viewer,
-        Err(error) => return refusal(error).into(),
+        Err(error) => return Refusal::request(error).respond(media),
     };
     // A header that is not visible ASCII becomes "", which the key rules refuse.
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
         .map(|value| value.to_str().unwrap_or_default().to_owned());
-    let mut request = request.into_inner();
-    state.documents.parse_into(&mut request);
-    let request = request
+    let mut graphql = async_graphql::Request::new(query)
+        .variables(Variables::from_json(Value::Object(request.variables)))
         .data(Viewer(viewer))
         .data(IdempotencyKeyHeader(idempotency_key))
-        .data(DbLoader::for_request(state.app.db.clone()));
-    let mut response = state.schema.execute(request).await;
+        .data(ClientAddress(client_address(
+            peer,
+            headers,
+            &endpoint.trusted_proxies,
+        )))
+        .data(DbLoader::for_request(endpoint.app.db.clone()));
+    if let Some(name) = request.operation_name {
+        graphql = graphql.operation_name(name);
+    }
+    graphql.set_parsed_query((*document).clone());
+    let mut response = endpoint.schema.execute(graphql).await;
     response.errors.iter_mut().for_each(classify);
-    response.into()
+    // Nothing ran: a request error (validation, coercion) rather than a field error.
+    let not_executed = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty());
+    let (status, data) = match (media, not_executed) {
+        (Media::GraphqlResponse, true) => (StatusCode::BAD_REQUEST, None),
+        (Media::Json, true) => (StatusCode::OK, None),
+        (_, false) => (StatusCode::OK, Some(&response.data)),
+    };
+    let body = ResponseBody {
+        data,
+        errors: &response.errors,
+    };
+    json_response(status, media, &body)
 }
 
-pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+/// The caller named by a valid bearer token, as the account is now. A request without
+/// `Authorization` is anonymous; a bad token, or one whose account is gone, is refused,
+/// never downgraded to anonymous.
+async fn caller(app: &AppState, headers: &HeaderMap) -> AppResult<Option<Claims>> {
+    let Some(claims) = bearer_claims(&app.jwt, headers)? else {
+        return Ok(None);
+    };
+    app.accounts.confirm(&app.db, claims).await.map(Some)
 }
 
-/// A request without `Authorization` is anonymous; one with a bad token is refused, never
-/// downgraded to anonymous.
 fn bearer_claims(jwt: &JwtKeys, headers: &HeaderMap) -> AppResult<Option<Claims>> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let token = value
@@ -66,4 +419,99 @@ fn bearer_claims(jwt: &JwtKeys, headers: &HeaderMap) -> AppResult<Option<Claims>
             "Authorization header must be \"Bearer <token>\"",
         ))?;
     jwt.verify(token).map(Some)
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the nearest
+/// address in `X-Forwarded-For` that is not one (entries further left are the client's
+/// own say and could be anything).
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |address: &IpAddr| trusted.iter().any(|net| net.contains(address));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .map(|address| address.to_canonical())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|address| !is_trusted(address))
+        .or(hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+pub async fn graphiql() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// Bounds what the GraphQL endpoint takes on: requests in flight (beyond, refused at once)
+/// and each request's time.
+#[derive(Clone)]
+pub struct Guard {
+    in_flight: Arc<Semaphore>,
+    budget: Duration,
+}
+
+impl Guard {
+    pub fn new(config: &HttpConfig) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            budget: Duration::from_secs(config.request_timeout_secs),
+        }
+    }
+}
+
+/// Middleware: shed load past the in-flight limit, and answer 503 when a request runs out
+/// of its time budget (its work is dropped; a `register` replayed with its key is safe).
+pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let media = Media::negotiate(request.headers());
+    let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
+        return Refusal::transport(
+            StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Overloaded("The server is busy; retry later"),
+        )
+        .respond(media);
+    };
+    match tokio::time::timeout(guard.budget, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Refusal::transport(
+            StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Overloaded("The request ran out of its time budget; retry later"),
+        )
+        .respond(media),
+    }
+}
+
+/// The answer to a panic caught by the router: the detail goes to the log only.
+pub fn panicked(detail: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = detail
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| detail.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    Refusal::transport(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        AppError::Internal(format!("panic: {detail}")),
+    )
+    .respond(Media::Json)
+}
+
+/// Unknown paths get JSON too.
+pub async fn not_found() -> Response {
+    Refusal::transport(StatusCode::NOT_FOUND, AppError::NotFound("route")).respond(Media::Json)
+}
+
+/// A known path with a method it does not serve (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> Response {
+    Refusal::transport(
+        StatusCode::METHOD_NOT_ALLOWED,
+        bad_input("this method is not allowed here"),
+    )
+    .respond(Media::Json)
 }

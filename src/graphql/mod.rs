@@ -4,30 +4,32 @@ mod context;
 pub mod documents;
 mod errors;
 pub mod http;
+pub mod limits;
 mod loaders;
 mod model;
 mod mutation;
 mod query;
+mod scalars;
 
 use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
 
-use crate::startup::AppState;
+use crate::{config::DocumentLimits, state::AppState};
 
 pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
-/// Deep enough for GraphiQL's introspection query, shallow enough to stop nesting attacks.
-const MAX_DEPTH: usize = 16;
-/// Every field counts 1, lists count `first` times their fields: stops alias bombs.
-const MAX_COMPLEXITY: usize = 2_000;
-
 fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, EmptySubscription> {
     Schema::build(query::Query, mutation::Mutation, EmptySubscription)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
 }
 
-pub fn schema(state: AppState) -> AppSchema {
-    builder().data(state).finish()
+/// The executable schema. Documents reach it only through `limits`' checks, which bound
+/// what async-graphql's own depth and complexity checks (applied here too) may cost.
+pub fn schema(state: AppState, limits: &DocumentLimits) -> AppSchema {
+    builder()
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(limits.max_nesting)
+        .data(state)
+        .finish()
 }
 
 /// The SDL that `schema.graphql` holds.

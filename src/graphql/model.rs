@@ -1,12 +1,13 @@
 //! GraphQL output and input types: thin views over the domain types.
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use uuid::Uuid;
 
 use super::{
     context::ContextExt,
     loaders::{CompetitionId, UserId},
+    scalars::DateTime,
 };
 use crate::{
     auth::NewAccount,
@@ -72,8 +73,8 @@ impl UserView {
     async fn role(&self) -> RoleView {
         self.0.role.into()
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
 }
 
@@ -115,9 +116,9 @@ pub struct CreateCompetitionInput {
     #[graphql(default_with = "Some(Vec::new())")]
     pub tags: Option<Vec<String>>,
     pub capacity: i32,
-    pub reg_deadline: DateTime<Utc>,
+    pub reg_deadline: DateTime,
     /// Default: regDeadline + 1 day; must be after regDeadline.
-    pub start_date: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime>,
 }
 
 impl From<CreateCompetitionInput> for NewCompetition {
@@ -127,8 +128,8 @@ impl From<CreateCompetitionInput> for NewCompetition {
             description: input.description,
             tags: input.tags.unwrap_or_default(),
             capacity: input.capacity,
-            reg_deadline: input.reg_deadline,
-            start_date: input.start_date,
+            reg_deadline: input.reg_deadline.0,
+            start_date: input.start_date.map(|start| start.0),
         }
     }
 }
@@ -175,14 +176,14 @@ impl CompetitionView {
     async fn is_open(&self) -> bool {
         self.competition.is_open(Utc::now())
     }
-    async fn reg_deadline(&self) -> DateTime<Utc> {
-        self.competition.reg_deadline
+    async fn reg_deadline(&self) -> DateTime {
+        self.competition.reg_deadline.into()
     }
-    async fn start_date(&self) -> DateTime<Utc> {
-        self.competition.start_date
+    async fn start_date(&self) -> DateTime {
+        self.competition.start_date.into()
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.competition.created_at
+    async fn created_at(&self) -> DateTime {
+        self.competition.created_at.into()
     }
     async fn organizer(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
         match &self.organizer {
@@ -212,11 +213,11 @@ impl RegistrationView {
     async fn status(&self) -> RegistrationStatusView {
         self.0.status.into()
     }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
+    async fn created_at(&self) -> DateTime {
+        self.0.created_at.into()
     }
-    async fn confirmed_at(&self) -> Option<DateTime<Utc>> {
-        self.0.confirmed_at
+    async fn confirmed_at(&self) -> Option<DateTime> {
+        self.0.confirmed_at.map(DateTime)
     }
     async fn competition(&self, ctx: &Context<'_>) -> async_graphql::Result<CompetitionView> {
         let competition_id = self.0.competition_id;
@@ -313,7 +314,7 @@ impl MailView {
     async fn body(&self) -> &str {
         &self.0.body
     }
-    async fn sent_at(&self) -> DateTime<Utc> {
-        self.0.sent_at
+    async fn sent_at(&self) -> DateTime {
+        self.0.sent_at.into()
     }
 }

@@ -18,7 +18,14 @@ impl Mutation {
         ctx: &Context<'_>,
         input: SignupInput,
     ) -> async_graphql::Result<AuthPayload> {
-        let user = auth::signup(&ctx.state().db, input.into()).await?;
+        let state = ctx.state();
+        let user = auth::signup(
+            &state.db,
+            &state.throttle,
+            ctx.client_address(),
+            input.into(),
+        )
+        .await?;
         let token = ctx.state().jwt.issue(&user)?;
         Ok(AuthPayload {
             token,
@@ -26,13 +33,22 @@ impl Mutation {
         })
     }
 
-    /// One error for an unknown email and a wrong password.
+    /// One error for an unknown email and a wrong password. Rate-limited per client and
+    /// account (`RATE_LIMITED`, with `extensions.retryAfter`).
     async fn login(
         &self,
         ctx: &Context<'_>,
         input: LoginInput,
     ) -> async_graphql::Result<AuthPayload> {
-        let user = auth::login(&ctx.state().db, &input.email, input.password).await?;
+        let state = ctx.state();
+        let user = auth::login(
+            &state.db,
+            &state.throttle,
+            ctx.client_address(),
+            &input.email,
+            input.password,
+        )
+        .await?;
         let token = ctx.state().jwt.issue(&user)?;
         Ok(AuthPayload {
             token,

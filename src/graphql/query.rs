@@ -20,7 +20,7 @@ impl Query {
         let mut conn = ctx.db().await?;
         let user = users::find(&mut conn, caller.sub)
             .await?
-            .ok_or(AppError::Unauthenticated("The account no longer exists"))?;
+            .ok_or(AppError::ACCOUNT_GONE)?;
         Ok(UserView(user))
     }
 

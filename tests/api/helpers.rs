@@ -6,7 +6,7 @@ use std::{
 };
 
 use mini_compete::{
-    config::{Config, JobsConfig},
+    config::{Config, DocumentLimits, HttpConfig, JobsConfig, RateLimits},
     db, jobs,
     startup::Application,
 };
@@ -42,6 +42,9 @@ pub fn test_config() -> Config {
         jwt_secret: Some(JWT_SECRET.to_owned()),
         jwt_ttl_secs: 3600,
         bind_addr: "127.0.0.1:0".parse().expect("literal address"),
+        http: HttpConfig::default(),
+        limits: DocumentLimits::default(),
+        rate_limits: RateLimits::default(),
         jobs: test_jobs_config(),
     }
 }
@@ -310,4 +313,69 @@ pub fn error_code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]
         .as_str()
         .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
+}
+
+/// A Redis server of the test's own on a free port (tests never stop the shared one).
+pub struct TestRedis {
+    pub port: u16,
+    process: std::process::Child,
+}
+
+impl TestRedis {
+    pub async fn start() -> Self {
+        let port = free_port();
+        Self::start_on(port).await
+    }
+
+    /// Starts (again) on `port`, empty: it keeps nothing on disk.
+    pub async fn start_on(port: u16) -> Self {
+        let process = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "redis-server never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self { port, process }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL: nothing is flushed, as in a crash) and waits until it is gone.
+    pub fn kill(mut self) -> u16 {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        self.port
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
 }

@@ -3,6 +3,8 @@
 mod auth;
 mod competitions;
 mod helpers;
+mod hostile;
 mod jobs;
 mod ops;
+mod protection;
 mod registrations;

@@ -13,7 +13,7 @@ use diesel::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use mini_compete::{
     auth::JwtKeys,
-    config::{Config, JobsConfig},
+    config::{Config, DocumentLimits, HttpConfig, JobsConfig, RateLimits},
     db::{self, PgPool},
     schema::users,
     startup::Application,
@@ -89,6 +89,15 @@ impl Env {
             idempotency_ttl_secs: 3600,
             idempotency_lock_secs: 60,
             bind_addr: "127.0.0.1:0".parse()?,
+            http: HttpConfig::default(),
+            limits: DocumentLimits::default(),
+            // login-flood measures what hashing does to the rest of the API, so its logins
+            // must reach the hasher rather than the rate limit.
+            rate_limits: RateLimits {
+                per_address: u32::MAX,
+                per_account: u32::MAX,
+                ..RateLimits::default()
+            },
             jobs: JobsConfig {
                 worker_concurrency: workers,
                 job_stall_timeout_secs: 300,

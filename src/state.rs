@@ -1,0 +1,73 @@
+//! What every request handler and resolver shares.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::{
+    auth::{Accounts, JwtKeys},
+    config::Config,
+    db::{self, PgPool},
+    idempotency::IdempotencyStore,
+    jobs,
+    redis::{self, Breaker, RedisPool},
+    throttle::Throttle,
+};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: RedisPool,
+    pub jwt: JwtKeys,
+    /// The accounts bearer tokens name (deleted ones are refused).
+    pub accounts: Arc<Accounts>,
+    pub idempotency: IdempotencyStore,
+    /// Rate limits on log-in and sign-up.
+    pub throttle: Arc<Throttle>,
+    /// Wakes the workers when a registration queued a confirmation.
+    pub jobs: jobs::Waker,
+    /// False until migrations have run (Postgres may be down when the server starts).
+    pub migrated: watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// The state and the sender that reports migrations done.
+    pub fn new(config: &Config) -> anyhow::Result<(Self, watch::Sender<bool>)> {
+        let jwt = match &config.jwt_secret {
+            Some(secret) if !secret.is_empty() => {
+                JwtKeys::new(secret.as_bytes(), config.jwt_ttl_secs)
+            }
+            _ => {
+                tracing::warn!(
+                    "JWT_SECRET is not set: using a random per-process secret; tokens stop \
+                     working on restart and across processes. Production must set JWT_SECRET."
+                );
+                JwtKeys::random(config.jwt_ttl_secs)
+            }
+        };
+        let redis = redis::pool(&config.redis_url)?;
+        let db = db::pool(&config.database_url, config.database_pool_size);
+        let (migrated_tx, migrated) = watch::channel(false);
+        let state = Self {
+            jobs: jobs::Waker::spawn(db.clone()),
+            db,
+            idempotency: IdempotencyStore::new(
+                redis.clone(),
+                &config.redis_key_prefix,
+                config.idempotency_ttl_secs,
+                config.idempotency_lock_secs,
+            ),
+            throttle: Arc::new(Throttle::new(
+                redis.clone(),
+                Breaker::default(),
+                &config.redis_key_prefix,
+                config.rate_limits.clone(),
+            )),
+            accounts: Arc::default(),
+            redis,
+            jwt,
+            migrated,
+        };
+        Ok((state, migrated_tx))
+    }
+}

@@ -1,0 +1,225 @@
+//! The server protects itself: password attempts are rate-limited across processes (and
+//! per process while Redis is down), each request has a time budget, and past its
+//! in-flight limit the server sheds load at once.
+
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestRedis, error_code, test_config};
+
+const LOGIN: &str = "mutation($input: LoginInput!) { login(input: $input) { token } }";
+
+async fn login_from(app: &TestApp, email: &str, forwarded_for: Option<&str>) -> Value {
+    let mut request = app.client.post(app.url("/graphql")).json(&json!({
+        "query": LOGIN,
+        "variables": { "input": { "email": email, "password": "Wrong-pass-1" } },
+    }));
+    if let Some(address) = forwarded_for {
+        request = request.header("x-forwarded-for", address);
+    }
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+fn retry_after(body: &Value) -> u64 {
+    body["errors"][0]["extensions"]["retryAfter"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no retryAfter: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_attempts_are_limited_per_address_across_server_processes() {
+    let mut config = test_config();
+    config.rate_limits.per_address = 4;
+    config.rate_limits.per_account = 1_000;
+    let first = TestApp::spawn_with(config.clone()).await;
+    let second = TestApp::spawn_with(config).await;
+
+    // Four attempts, alternating between the two servers, each with another account.
+    for attempt in 0..4 {
+        let server = if attempt % 2 == 0 { &first } else { &second };
+        let body = login_from(server, &format!("u{attempt}@example.com"), None).await;
+        assert_eq!(
+            error_code(&body),
+            "UNAUTHENTICATED",
+            "attempt {attempt}: {body}"
+        );
+    }
+    for server in [&first, &second] {
+        let body = login_from(server, "fresh@example.com", None).await;
+        assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+        let wait = retry_after(&body);
+        assert!((1..=60).contains(&wait), "{wait}");
+    }
+    // Sign-up is password work too.
+    let signup = first
+        .gql(
+            "mutation($input: SignupInput!) { signup(input: $input) { token } }",
+            json!({ "input": { "name": "N", "email": "new@example.com", "password": "Correct-Horse-1", "role": "PARTICIPANT" } }),
+        )
+        .await;
+    assert_eq!(error_code(&signup), "RATE_LIMITED", "{signup}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_attempts_are_limited_per_account_and_forwarded_for_counts_only_from_trusted_proxies()
+{
+    let mut config = test_config();
+    config.rate_limits.per_address = 3;
+    config.rate_limits.per_account = 5;
+    let untrusted = TestApp::spawn_with(config.clone()).await;
+    // Not a trusted proxy: every forwarded address is the same client, 127.0.0.1.
+    for attempt in 0..3 {
+        let body = login_from(
+            &untrusted,
+            "victim@example.com",
+            Some(&format!("10.0.0.{attempt}")),
+        )
+        .await;
+        assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+    }
+    let body = login_from(&untrusted, "other@example.com", Some("10.9.9.9")).await;
+    assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+
+    config.http.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    config.redis_key_prefix = format!("{}-proxied", config.redis_key_prefix);
+    let proxied = TestApp::spawn_with(config).await;
+    // Behind the proxy each client has its own budget: the account's limit (5) stops them.
+    for attempt in 0..5 {
+        let client = format!("203.0.113.{attempt}, 127.0.0.1");
+        let body = login_from(&proxied, "victim@example.com", Some(&client)).await;
+        assert_eq!(
+            error_code(&body),
+            "UNAUTHENTICATED",
+            "attempt {attempt}: {body}"
+        );
+    }
+    let body = login_from(&proxied, "victim@example.com", Some("203.0.113.99")).await;
+    assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+    // Another account from a fresh client is not affected.
+    let body = login_from(&proxied, "someone@example.com", Some("203.0.113.100")).await;
+    assert_eq!(error_code(&body), "UNAUTHENTICATED", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_keep_working_and_limited_per_process_while_redis_is_down() {
+    let redis = TestRedis::start().await;
+    let mut config = test_config();
+    config.redis_url = redis.url();
+    config.rate_limits.per_address = 3;
+    let app = TestApp::spawn_with(config).await;
+    let participant = app.signup("PARTICIPANT").await;
+    let port = redis.kill();
+
+    let login =
+        |password: &str| json!({ "input": { "email": participant.email, "password": password } });
+    let started = Instant::now();
+    let ok = app.gql(LOGIN, login(crate::helpers::PASSWORD)).await;
+    assert!(ok["data"]["login"]["token"].is_string(), "{ok}");
+    let second = app.gql(LOGIN, login("Wrong-pass-1")).await;
+    assert_eq!(error_code(&second), "UNAUTHENTICATED", "{second}");
+    let third = app.gql(LOGIN, login("Wrong-pass-1")).await;
+    assert_eq!(error_code(&third), "UNAUTHENTICATED", "{third}");
+    let limited = app.gql(LOGIN, login("Wrong-pass-1")).await;
+    assert_eq!(error_code(&limited), "RATE_LIMITED", "{limited}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "logins waited on Redis"
+    );
+
+    // Redis back (empty): the shared counts take over again by themselves.
+    let _redis = TestRedis::start_on(port).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = login_from(&app, "someone-else@example.com", None).await;
+        if error_code(&body) == "UNAUTHENTICATED" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis never took over again: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Holds `LOCK TABLE competitions` until dropped, so that listings wait.
+async fn lock_competitions(app: &TestApp) -> AsyncPgConnection {
+    let mut conn = AsyncPgConnection::establish(&app.config.database_url)
+        .await
+        .unwrap();
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    diesel::sql_query("LOCK TABLE competitions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+async fn listing(app: &TestApp) -> reqwest::Response {
+    app.client
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": "{ competitions { totalCount } }" }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_past_its_time_budget_is_answered_503() {
+    let mut config = test_config();
+    config.http.request_timeout_secs = 1;
+    let app = TestApp::spawn_with(config).await;
+    let lock = lock_competitions(&app).await;
+
+    let response = listing(&app).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+
+    drop(lock);
+    let after = listing(&app).await.json::<Value>().await.unwrap();
+    assert_eq!(after["data"]["competitions"]["totalCount"], 0, "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_in_flight_limit_requests_are_shed_at_once() {
+    let mut config = test_config();
+    config.http.max_in_flight = 2;
+    let app = TestApp::spawn_with(config).await;
+    let lock = lock_competitions(&app).await;
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let client = app.client.clone();
+            let url = app.url("/graphql");
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&json!({ "query": "{ competitions { totalCount } }" }))
+                    .send()
+                    .await
+                    .map(|response| response.status())
+            })
+        })
+        .collect();
+    app.wait_for_count(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        2,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let shed = listing(&app).await;
+    assert_eq!(shed.status(), 503);
+    assert!(shed.headers().contains_key("retry-after"));
+    let body: Value = shed.json().await.unwrap();
+    assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE", "{body}");
+
+    drop(lock);
+    for request in held {
+        assert_eq!(request.await.unwrap().unwrap(), 200);
+    }
+    assert_eq!(listing(&app).await.status(), 200);
+}
