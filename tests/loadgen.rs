@@ -29,7 +29,7 @@ fn every_scenario_runs_tiny_and_reports_its_figures() {
         .collect();
     assert_eq!(
         names,
-        ["hot", "spread", "reads", "login-flood", "jobs"],
+        ["hot", "spread", "reads", "login-flood", "jobs", "hostile"],
         "{stderr}"
     );
     for line in &lines {

@@ -23,6 +23,11 @@ impl Request {
         let body = serde_json::json!({ "query": query, "variables": variables }).to_string();
         Self { body, token }
     }
+
+    /// A body sent as it is, JSON or not.
+    pub fn raw(body: String) -> Self {
+        Self { body, token: None }
+    }
 }
 
 /// Codes a correct server answers under load by design: a full competition, a repeat.

@@ -49,6 +49,8 @@ enum Scenario {
     LoginFlood,
     /// Registrations at a steady 100/s: commit → CONFIRMED; then the workers' drain rate.
     Jobs,
+    /// `reads` alone, then beside one client sending the costliest documents there are.
+    Hostile,
 }
 
 #[derive(Parser)]
@@ -186,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Reads => reads(&args, &target).await,
             Scenario::LoginFlood => login_flood(&args, &target).await,
             Scenario::Jobs => jobs_latency(&args, &target).await,
+            Scenario::Hostile => hostile(&args, &target).await,
         }
         .with_context(|| format!("scenario {scenario:?}"))?;
         if args.json {
@@ -402,6 +405,113 @@ async fn login_flood(args: &Args, target: &Target) -> anyhow::Result<Report> {
     report
         .extra
         .insert("logins_per_s".into(), json!(logins.throughput().round()));
+    env.finish().await?;
+    Ok(report)
+}
+
+/// The costliest documents a client can send, accepted or refused; `n` makes each text new,
+/// so that none is answered from the document cache.
+fn hostile_request(n: usize) -> Request {
+    let mark = format!("# {n}\n");
+    let bomb: String = (0..30)
+        .map(|level| {
+            format!(
+                "fragment F{level} on Query {{ __typename ...F{0} ...F{0} }}\n",
+                level + 1
+            )
+        })
+        .collect();
+    let aliases: String = (0..1_990 / 3)
+        .map(|i| format!("a{i}: __typename "))
+        .collect();
+    let widest = "{ competitions(first: 100) { edges { node { id title description tags capacity
+        registeredCount seatsLeft isOpen regDeadline startDate createdAt
+        organizer { id name email role createdAt } } } } }";
+    let query = match n % 9 {
+        // Refused by the analysis, after a full parse.
+        0 => format!("{mark}{{ ...F0 }}\n{bomb}fragment F30 on Query {{ __typename }}"),
+        1 => format!("{mark}{{ {aliases} }}"),
+        2 => format!(
+            "{mark}mutation {{ a: login(input: {{email: \"a@b.co\", password: \"x\"}}) {{ token }} b: login(input: {{email: \"a@b.co\", password: \"y\"}}) {{ token }} }}"
+        ),
+        // Refused by the scan, before parsing.
+        3 => format!(
+            "{mark}{{ competition(id: {}1) {{ id }} }}",
+            "[".repeat(200_000)
+        ),
+        4 => format!("{mark}{}", "{ a ".repeat(200_000)),
+        // Refused before the JSON is decoded: 1 MiB of nesting.
+        5 => {
+            return Request::raw(format!(
+                "{{\"query\":\"{{ __typename }}\",\"variables\":{{\"v{n}\":{}}}}}",
+                "[".repeat(1_000_000)
+            ));
+        }
+        // Accepted: the full introspection, the widest listing, a 900 KB argument.
+        6 => format!("{mark}{INTROSPECTION}"),
+        7 => format!("{mark}{widest}"),
+        _ => format!(
+            "{mark}{{ competitions(tag: \"{}\") {{ totalCount }} }}",
+            "t".repeat(900_000)
+        ),
+    };
+    Request::new(&query, json!({}), None)
+}
+
+/// graphql-js's full introspection query, as GraphiQL sends it.
+const INTROSPECTION: &str = "query IntrospectionQuery { __schema { description
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType } directives { name description isRepeatable locations args { ...InputValue } } } }
+  fragment FullType on __Type { kind name description specifiedByURL
+    fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+    inputFields { ...InputValue } interfaces { ...TypeRef }
+    enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason } possibleTypes { ...TypeRef } }
+  fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+  fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType {
+    kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } } }";
+
+/// `reads` alone, then `reads` beside one client sending `hostile_request`s back to back.
+async fn hostile(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let clients = 64;
+    let env = Env::start(target, args.server_workers).await?;
+    env.competitions(200, 100).await?;
+    let driver = Driver::new(&env.graphql_url, clients + 1)?;
+    let alone = driver
+        .during(clients, timed(args), |_| list_request(), "reads alone")
+        .await;
+    let attack = {
+        let driver = driver.clone();
+        let duration = timed(args);
+        tokio::spawn(async move { driver.during(1, duration, hostile_request, "hostile").await })
+    };
+    let (beside, rss) = with_peak_rss(driver.during(
+        clients,
+        timed(args),
+        |_| list_request(),
+        "reads beside hostile",
+    ))
+    .await;
+    let attack = attack.await?;
+    let mut report = Report::new(Scenario::Hostile, beside);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    let alone_p99 = alone.percentile(0.99);
+    report
+        .extra
+        .insert("reads_alone_p99_ms".into(), json!(alone_p99));
+    report
+        .extra
+        .insert("reads_alone_rps".into(), json!(alone.throughput().round()));
+    report.extra.insert(
+        "p99_vs_alone".into(),
+        json!((report.tally.percentile(0.99) / alone_p99 * 100.0).round() / 100.0),
+    );
+    report
+        .extra
+        .insert("hostile_requests".into(), json!(attack.requests()));
+    report.extra.insert(
+        "hostile_p50_ms".into(),
+        json!((attack.percentile(0.5) * 100.0).round() / 100.0),
+    );
     env.finish().await?;
     Ok(report)
 }
