@@ -47,15 +47,6 @@ pub struct Config {
     )]
     pub redis_key_prefix: String,
 
-    /// How long a completed registration answers replays of its Idempotency-Key.
-    #[arg(
-        long,
-        env = "IDEMPOTENCY_TTL_SECS",
-        global = true,
-        default_value_t = 86_400
-    )]
-    pub idempotency_ttl_secs: u64,
-
     /// How long an in-flight request holds its key; bounds the wait after a crash.
     #[arg(
         long,
@@ -128,42 +119,43 @@ impl Default for HttpConfig {
     }
 }
 
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 4;
+pub const DEFAULT_JOB_LEASE_SECS: u64 = 30;
+pub const DEFAULT_JOB_RETRY_BACKOFF_MS: u64 = 1000;
+pub const DEFAULT_JOB_POLL_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_JOB_DRAIN_SECS: u64 = 20;
+pub const DEFAULT_REMINDER_CRON: &str = "0 * * * * * *";
+pub const DEFAULT_PRUNE_CRON: &str = "0 0 * * * * *";
+pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 86_400;
+
 /// The background workers (in `serve` and in `worker`).
 #[derive(Args, Clone, Debug)]
 pub struct JobsConfig {
     /// Tasks one process runs at once; `serve` runs no worker when 0.
-    #[arg(long, env = "WORKER_CONCURRENCY", global = true, default_value_t = 4)]
+    #[arg(long, env = "WORKER_CONCURRENCY", global = true, default_value_t = DEFAULT_WORKER_CONCURRENCY)]
     pub worker_concurrency: usize,
 
-    /// A task `in_progress` this long belongs to a worker that died; it is run again.
+    /// The lease of a running task: its worker renews it every third of this; a task whose
+    /// lease ran out belonged to a worker that died, and is run again (a failed attempt).
     #[arg(
         long,
         env = "JOB_STALL_TIMEOUT_SECS",
         global = true,
-        default_value_t = 300
+        default_value_t = DEFAULT_JOB_LEASE_SECS,
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub job_stall_timeout_secs: u64,
 
     /// Delay before the first retry of a failed task; doubles with every further attempt.
-    #[arg(
-        long,
-        env = "JOB_RETRY_BACKOFF_MS",
-        global = true,
-        default_value_t = 1000
-    )]
+    #[arg(long, env = "JOB_RETRY_BACKOFF_MS", global = true, default_value_t = DEFAULT_JOB_RETRY_BACKOFF_MS)]
     pub job_retry_backoff_ms: u64,
 
     /// How often an idle worker looks for due tasks when no wake-up notification arrives.
-    #[arg(
-        long,
-        env = "JOB_POLL_INTERVAL_MS",
-        global = true,
-        default_value_t = 1000
-    )]
+    #[arg(long, env = "JOB_POLL_INTERVAL_MS", global = true, default_value_t = DEFAULT_JOB_POLL_INTERVAL_MS)]
     pub job_poll_interval_ms: u64,
 
     /// On shutdown, how long running tasks may take to finish.
-    #[arg(long, env = "JOB_DRAIN_SECS", global = true, default_value_t = 20)]
+    #[arg(long, env = "JOB_DRAIN_SECS", global = true, default_value_t = DEFAULT_JOB_DRAIN_SECS)]
     pub job_drain_secs: u64,
 
     /// When reminders are sent: fang's cron with seconds (sec min hour day month weekday year), UTC.
@@ -171,10 +163,40 @@ pub struct JobsConfig {
         long,
         env = "REMINDER_CRON",
         global = true,
-        default_value = "0 * * * * * *",
+        default_value = DEFAULT_REMINDER_CRON,
         value_parser = parse_cron
     )]
     pub reminder_cron: String,
+
+    /// When idempotency records older than `IDEMPOTENCY_TTL_SECS` are deleted (same format).
+    #[arg(
+        long,
+        env = "PRUNE_CRON",
+        global = true,
+        default_value = DEFAULT_PRUNE_CRON,
+        value_parser = parse_cron
+    )]
+    pub prune_cron: String,
+
+    /// How long a completed registration answers replays of its Idempotency-Key (the
+    /// server's replays; the workers prune older records).
+    #[arg(long, env = "IDEMPOTENCY_TTL_SECS", global = true, default_value_t = DEFAULT_IDEMPOTENCY_TTL_SECS)]
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
+            job_stall_timeout_secs: DEFAULT_JOB_LEASE_SECS,
+            job_retry_backoff_ms: DEFAULT_JOB_RETRY_BACKOFF_MS,
+            job_poll_interval_ms: DEFAULT_JOB_POLL_INTERVAL_MS,
+            job_drain_secs: DEFAULT_JOB_DRAIN_SECS,
+            reminder_cron: DEFAULT_REMINDER_CRON.to_owned(),
+            prune_cron: DEFAULT_PRUNE_CRON.to_owned(),
+            idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
+        }
+    }
 }
 
 fn parse_cron(pattern: &str) -> Result<String, String> {

@@ -41,6 +41,47 @@ pub async fn prepare(database_url: &str) -> anyhow::Result<()> {
     run_migrations(database_url).await
 }
 
+/// What Postgres (or the URL) says when waiting will not help: the credentials, the role
+/// or its rights are wrong, or the URL is.
+const FATAL: [&str; 8] = [
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "is not permitted to log in",
+    "role \"",
+    "not a valid URL",
+    "invalid connection string",
+    "names no database",
+];
+
+/// True when `error` (from connecting, creating or migrating) will not go away by
+/// itself; anything else — refused connections, a server starting up — is worth a retry.
+pub fn is_fatal(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    FATAL.iter().any(|cause| text.contains(cause))
+}
+
+/// `prepare`, retried every 2 s while Postgres is unreachable; fails at once, naming the
+/// cause, on what waiting will not fix. `None` when `stop` ended the wait.
+pub async fn prepare_when_reachable(
+    database_url: &str,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Option<anyhow::Result<()>> {
+    loop {
+        match prepare(database_url).await {
+            Ok(()) => return Some(Ok(())),
+            Err(error) if is_fatal(&error) => return Some(Err(error)),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "database not ready; retrying");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
 /// Splits `postgres://…/name?opts` into the same server's `postgres` database URL and `name`.
 pub fn maintenance_url(database_url: &str) -> anyhow::Result<(String, String)> {
     let mut url = Url::parse(database_url).context("DATABASE_URL is not a valid URL")?;

@@ -86,14 +86,41 @@ pub fn internal(detail: impl std::fmt::Display) -> AppError {
     AppError::Internal(detail.to_string())
 }
 
+/// How Postgres words the errors of a connection it is ending (SQLSTATE 57P01–57P05, 25P03),
+/// or refusing (57P03). diesel keeps the message of a server error but not its SQLSTATE.
+const CONNECTION_ENDED: [&str; 3] = [
+    "terminating connection",
+    "the database system is",
+    "server closed the connection",
+];
+
+/// True when `error` means the connection to Postgres was lost or refused (a server
+/// shutdown, a dropped socket, a broken transaction): the statement did not run to the
+/// end, the transaction was rolled back, and a retry may well succeed.
+pub fn connection_lost(error: &DieselError) -> bool {
+    match error {
+        // No SQLSTATE at all: the socket, not the server, failed.
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | DieselError::BrokenTransactionManager => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => CONNECTION_ENDED
+            .iter()
+            .any(|start| info.message().starts_with(start)),
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => connection_lost(commit_error),
+        _ => false,
+    }
+}
+
 /// A database error nobody handled more specifically: a lost connection means Postgres is
-/// unavailable; anything else is a bug.
+/// unavailable (nothing was written); anything else is a bug.
 impl From<DieselError> for AppError {
     fn from(error: DieselError) -> Self {
-        match &error {
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | DieselError::BrokenTransactionManager => AppError::Unavailable(error.to_string()),
-            _ => AppError::Internal(error.to_string()),
+        if connection_lost(&error) {
+            AppError::Unavailable(error.to_string())
+        } else {
+            AppError::Internal(error.to_string())
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Mail: the confirmation and reminder messages, and the mailbox they are "sent" to.
 //!
 //! Every send is a single SQL statement, so it is atomic without an explicit transaction,
-//! and idempotent: `mailbox_once_per_kind` (one row per registration and kind) turns a
-//! second run of the same job into a no-op. Jobs may run twice (a rescued stalled task, two
+//! and idempotent: `mailbox_once_per_activation` (one row per registration, kind and
+//! activation) turns a second run of the same job into a no-op. Jobs may run twice (a rescued stalled task, two
 //! workers racing), so this is what makes "exactly one mail" hold.
 
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use diesel::{
     deserialize::FromSqlRow,
     expression::AsExpression,
     prelude::*,
-    sql_types::{BigInt, Bool, Text, Uuid as SqlUuid},
+    sql_types::{BigInt, Bool, Integer, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -47,35 +47,36 @@ pub struct Mail {
     pub sent_at: DateTime<Utc>,
 }
 
-/// Confirms registration `$1` unless it was cancelled, and mails its participant once.
-/// The mailbox row and the status change commit together, or not at all.
+/// Confirms activation `$2` of registration `$1` unless it was cancelled (or cancelled and
+/// made again: a newer activation has its own task), and mails its participant once per
+/// activation. The mailbox row and the status change commit together, or not at all.
 const CONFIRM: &str = r#"
 WITH confirmed AS (
     UPDATE registrations
        SET status = 'CONFIRMED', confirmed_at = coalesce(confirmed_at, now())
-     WHERE id = $1 AND status <> 'CANCELLED'
-    RETURNING id, user_id, competition_id
+     WHERE id = $1 AND status <> 'CANCELLED' AND activation = $2
+    RETURNING id, user_id, competition_id, activation
 ), mailed AS (
-    INSERT INTO mailbox (user_id, registration_id, kind, to_address, subject, body)
-    SELECT u.id, r.id, 'CONFIRMATION', u.email,
+    INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
+    SELECT u.id, r.id, 'CONFIRMATION', r.activation, u.email,
            format('Registration confirmed: %s', c.title),
            format(E'Hello %s,\n\nyour seat in "%s" is confirmed. It starts on %s UTC.\n\nGood luck!\nMini-Compete',
                   u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
       FROM confirmed r
       JOIN users u ON u.id = r.user_id
       JOIN competitions c ON c.id = r.competition_id
-    ON CONFLICT (registration_id, kind) DO NOTHING
+    ON CONFLICT (registration_id, kind, activation) DO NOTHING
     RETURNING id
 )
 SELECT EXISTS (SELECT 1 FROM registrations WHERE id = $1) AS found,
        EXISTS (SELECT 1 FROM confirmed) AS confirmed,
        (SELECT count(*) FROM mailed) AS mailed"#;
 
-/// One REMINDER per CONFIRMED registration of every competition starting within 24 hours
-/// that has none yet.
+/// One REMINDER per CONFIRMED registration (activation) of every competition starting
+/// within 24 hours that has none yet.
 const REMIND: &str = r#"
-INSERT INTO mailbox (user_id, registration_id, kind, to_address, subject, body)
-SELECT u.id, r.id, 'REMINDER', u.email,
+INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
+SELECT u.id, r.id, 'REMINDER', r.activation, u.email,
        format('Reminder: %s starts soon', c.title),
        format(E'Hello %s,\n\n"%s" starts on %s UTC, within a day. See you there!\nMini-Compete',
               u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
@@ -84,8 +85,9 @@ SELECT u.id, r.id, 'REMINDER', u.email,
   JOIN users u ON u.id = r.user_id
  WHERE c.start_date > now() AND c.start_date <= now() + interval '24 hours'
    AND NOT EXISTS (
-       SELECT 1 FROM mailbox m WHERE m.registration_id = r.id AND m.kind = 'REMINDER')
-ON CONFLICT (registration_id, kind) DO NOTHING"#;
+       SELECT 1 FROM mailbox m
+        WHERE m.registration_id = r.id AND m.kind = 'REMINDER' AND m.activation = r.activation)
+ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
 
 #[derive(QueryableByName)]
 struct ConfirmOutcome {
@@ -104,17 +106,20 @@ pub enum Confirmation {
     Sent,
     /// An earlier run already mailed it (the job ran twice).
     AlreadySent,
-    /// The participant cancelled first: nothing to confirm.
+    /// The participant cancelled first (perhaps registering again, which has its own
+    /// task): nothing to confirm.
     Cancelled,
 }
 
-/// Confirms a registration and writes its CONFIRMATION mail, once.
+/// Confirms one activation of a registration and writes its CONFIRMATION mail, once.
 pub async fn confirm_registration(
     conn: &mut AsyncPgConnection,
     registration_id: Uuid,
+    activation: i32,
 ) -> AppResult<Confirmation> {
     let outcome = prepared(CONFIRM)
         .bind::<SqlUuid, _>(registration_id)
+        .bind::<Integer, _>(activation)
         .get_result::<ConfirmOutcome>(conn)
         .await?;
     match outcome {

@@ -57,7 +57,6 @@ async fn main() -> anyhow::Result<()> {
                 config.jobs.worker_concurrency > 0,
                 "the worker needs WORKER_CONCURRENCY of at least 1"
             );
-            db::prepare(&config.database_url).await?;
             let stop = CancellationToken::new();
             tokio::spawn({
                 let stop = stop.clone();
@@ -66,8 +65,13 @@ async fn main() -> anyhow::Result<()> {
                     stop.cancel();
                 }
             });
+            // Waits for Postgres like `serve` does; only what waiting cannot fix ends it.
+            match db::prepare_when_reachable(&config.database_url, &stop).await {
+                Some(prepared) => prepared?,
+                None => return Ok(()),
+            }
             let pool = db::pool(&config.database_url, config.database_pool_size);
-            jobs::run_workers(pool, config.database_url, config.jobs, stop).await;
+            jobs::run_workers(pool, config.database_url, config.jobs, stop).await?;
         }
         Command::Migrate => db::prepare(&config.database_url).await?,
         Command::Seed => {

@@ -18,6 +18,19 @@ pub fn pool(redis_url: &str) -> anyhow::Result<RedisPool> {
         .build_unchecked(manager))
 }
 
+/// What Redis says when our credentials are wrong: waiting will not help.
+const FATAL: [&str; 4] = [
+    "NOAUTH",
+    "WRONGPASS",
+    "invalid password",
+    "invalid username-password",
+];
+
+pub fn is_fatal(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    FATAL.iter().any(|cause| text.contains(cause))
+}
+
 pub async fn ping(pool: &RedisPool) -> anyhow::Result<()> {
     let mut conn = pool.get().await?;
     let _: String = bb8_redis::redis::cmd("PING")

@@ -10,10 +10,9 @@
 use chrono::{DateTime, Utc};
 use diesel::{
     deserialize::FromSqlRow,
-    dsl::exists,
     expression::AsExpression,
     prelude::*,
-    sql_types::{Text, Uuid as SqlUuid},
+    sql_types::{Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -23,7 +22,7 @@ use crate::{
     competitions::Competition,
     db::{PgPool, prepared},
     error::{AppError, AppResult, bad_input, violates},
-    idempotency::{IdempotencyStore, Reservation},
+    idempotency::{self, IdempotencyStore, Record, Reservation},
     jobs,
     schema::{competitions, registrations},
     users::Role,
@@ -56,8 +55,10 @@ pub struct Registration {
 }
 
 /// Takes a seat and registers `$2` for competition `$1`, with its confirmation task
-/// (`$3` task name, `$4` queue), in one statement. No row: no seat was taken. (Public for
-/// the load generator, which measures what Postgres alone does with it.)
+/// (`$3` task name, `$4` queue) and the durable record of its idempotency key `$5`, in one
+/// statement. No row: no seat was taken. A key used before violates
+/// `idempotency_keys_pkey` and aborts it all. (Public for the load generator, which
+/// measures what Postgres alone does with it.)
 pub const REGISTER: &str = "
 WITH seat AS (
     UPDATE competitions SET registered_count = registered_count + 1
@@ -65,7 +66,8 @@ WITH seat AS (
     RETURNING id
 ), reactivated AS (
     UPDATE registrations
-       SET status = 'PENDING', created_at = now(), confirmed_at = NULL, cancelled_at = NULL
+       SET status = 'PENDING', created_at = now(), confirmed_at = NULL, cancelled_at = NULL,
+           activation = activation + 1
      WHERE user_id = $2 AND competition_id = $1 AND status = 'CANCELLED'
        AND EXISTS (SELECT 1 FROM seat)
     RETURNING *
@@ -77,10 +79,27 @@ WITH seat AS (
     SELECT * FROM reactivated UNION ALL SELECT * FROM inserted
 ), task AS (
     INSERT INTO fang_tasks (metadata, task_type)
-    SELECT jsonb_build_object('type', $3::text, 'registration_id', id), $4 FROM registered
+    SELECT jsonb_build_object('type', $3::text, 'registration_id', id, 'activation', activation),
+           $4
+      FROM registered
+), recorded AS (
+    INSERT INTO idempotency_keys (user_id, key, competition_id, registration_id)
+    SELECT $2, $5, $1, id FROM registered
 )
 SELECT id, user_id, competition_id, status, created_at, confirmed_at, cancelled_at
   FROM registered";
+
+/// Why a registration took no seat, read after the fact without any lock: the
+/// competition's state, whether the participant holds a seat, and the key's record.
+const WHY_NO_SEAT: &str = "
+SELECT c.id IS NOT NULL AS found, c.reg_deadline,
+       EXISTS (SELECT 1 FROM registrations r
+                WHERE r.user_id = $2 AND r.competition_id = $1 AND r.status <> 'CANCELLED')
+         AS holds_seat,
+       k.competition_id AS recorded_competition, k.registration_id AS recorded_registration
+  FROM (SELECT 1) AS one
+  LEFT JOIN competitions c ON c.id = $1
+  LEFT JOIN idempotency_keys k ON k.user_id = $2 AND k.key = $3";
 
 /// Registers the caller (a participant) once per idempotency key.
 pub async fn register(
@@ -96,80 +115,133 @@ pub async fn register(
     let attempt = match idempotency.reserve(caller.sub, key, competition_id).await? {
         Reservation::Completed(registration_id) => {
             let mut conn = db.get().await?;
-            return find(&mut conn, registration_id)
-                .await?
-                .ok_or(AppError::NotFound("registration"));
+            match find(&mut conn, registration_id).await? {
+                Some(registration) => return Ok(registration),
+                // Redis remembers a database that is gone (dropped and created again
+                // under a running server): Postgres decides.
+                None => None,
+            }
         }
-        Reservation::Acquired(attempt) => attempt,
+        Reservation::InProgress => {
+            // Usually a concurrent duplicate; but Redis may also have missed the outcome
+            // of a request that committed.
+            let mut conn = db.get().await?;
+            return match idempotency::find_record(&mut conn, caller.sub, key).await? {
+                Some(record) => replay_record(&mut conn, record, competition_id).await,
+                None => Err(AppError::RequestInProgress),
+            };
+        }
+        Reservation::Acquired(attempt) => Some(attempt),
+        Reservation::Unavailable => None,
     };
-    let outcome = take_seat(db, caller.sub, competition_id).await;
-    // The registration stands whatever Redis does now; a lost record only means that a
-    // replay after the lock TTL gets ALREADY_REGISTERED instead of the registration.
-    let recorded = match &outcome {
-        Ok(registration) => idempotency.complete(&attempt, registration.id).await,
-        Err(_) => idempotency.release(&attempt).await,
-    };
-    if let Err(error) = recorded {
-        tracing::warn!(error = ?error.internal_detail(), "could not record the idempotency outcome");
+    let outcome = take_seat(db, caller.sub, competition_id, key).await;
+    if let Some(attempt) = attempt {
+        match &outcome {
+            Ok(registration) => idempotency.complete(&attempt, registration.id).await,
+            Err(_) => idempotency.release(&attempt).await,
+        }
     }
     outcome
 }
 
-async fn take_seat(db: &PgPool, user_id: Uuid, competition_id: Uuid) -> AppResult<Registration> {
+/// The answer to a key that already has a record: its registration, if it was made for
+/// this competition.
+async fn replay_record(
+    conn: &mut AsyncPgConnection,
+    record: Record,
+    competition_id: Uuid,
+) -> AppResult<Registration> {
+    if record.competition_id != competition_id {
+        return Err(AppError::IdempotencyKeyReused);
+    }
+    find(conn, record.registration_id)
+        .await?
+        .ok_or(AppError::NotFound("registration"))
+}
+
+async fn take_seat(
+    db: &PgPool,
+    user_id: Uuid,
+    competition_id: Uuid,
+    key: &str,
+) -> AppResult<Registration> {
     let mut conn = db.get().await?;
     let registered = prepared(REGISTER)
         .bind::<SqlUuid, _>(competition_id)
         .bind::<SqlUuid, _>(user_id)
         .bind::<Text, _>(jobs::CONFIRMATION_TASK)
         .bind::<Text, _>(jobs::CONFIRMATION_QUEUE)
+        .bind::<Text, _>(key.to_owned())
         .get_result::<Registration>(&mut conn)
         .await
         .optional();
     match registered {
         Ok(Some(registration)) => Ok(registration),
-        Ok(None) => Err(why_no_seat(&mut conn, user_id, competition_id).await),
-        Err(error) if violates(&error, "registrations_one_per_user") => {
-            Err(AppError::AlreadyRegistered)
+        Ok(None) => why_no_seat(&mut conn, user_id, competition_id, key).await,
+        // The key was used before (a replay Redis did not know of), or the participant
+        // holds a seat already: the record tells which.
+        Err(error)
+            if violates(&error, "registrations_one_per_user")
+                || violates(&error, "idempotency_keys_pkey") =>
+        {
+            match idempotency::find_record(&mut conn, user_id, key).await? {
+                Some(record) => replay_record(&mut conn, record, competition_id).await,
+                None => Err(AppError::AlreadyRegistered),
+            }
         }
         Err(error) if violates(&error, "registrations_user_id_fkey") => Err(AppError::ACCOUNT_GONE),
         Err(error) => Err(error.into()),
     }
 }
 
-/// Explains a registration that took no seat (after the fact, without any lock).
+#[derive(QueryableByName)]
+struct NoSeat {
+    #[diesel(sql_type = Bool)]
+    found: bool,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    reg_deadline: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Bool)]
+    holds_seat: bool,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    recorded_competition: Option<Uuid>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    recorded_registration: Option<Uuid>,
+}
+
+/// Explains a registration that took no seat (after the fact, without any lock); a key
+/// that was used before is a replay, whatever the competition's state now.
 async fn why_no_seat(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     competition_id: Uuid,
-) -> AppError {
-    let holds_seat = exists(
-        registrations::table
-            .filter(registrations::user_id.eq(user_id))
-            .filter(registrations::competition_id.eq(competition_id))
-            .filter(registrations::status.ne(RegistrationStatus::Cancelled)),
-    );
-    let state = competitions::table
-        .find(competition_id)
-        .select((
-            competitions::capacity,
-            competitions::registered_count,
-            competitions::reg_deadline,
-            holds_seat,
-        ))
-        .first::<(i32, i32, DateTime<Utc>, bool)>(conn)
-        .await
-        .optional();
-    match state {
-        Ok(None) => AppError::NotFound("competition"),
-        Ok(Some((_, _, _, true))) => AppError::AlreadyRegistered,
-        Ok(Some((_, _, deadline, _))) if deadline <= Utc::now() => AppError::RegistrationClosed,
-        Ok(Some((capacity, registered, _, _))) if registered >= capacity => {
-            AppError::CompetitionFull
-        }
-        // A seat freed up in between: the caller may simply retry.
-        Ok(Some(_)) => AppError::CompetitionFull,
-        Err(error) => error.into(),
+    key: &str,
+) -> AppResult<Registration> {
+    let state = prepared(WHY_NO_SEAT)
+        .bind::<SqlUuid, _>(competition_id)
+        .bind::<SqlUuid, _>(user_id)
+        .bind::<Text, _>(key.to_owned())
+        .get_result::<NoSeat>(conn)
+        .await?;
+    if let (Some(recorded_competition), Some(registration_id)) =
+        (state.recorded_competition, state.recorded_registration)
+    {
+        let record = Record {
+            competition_id: recorded_competition,
+            registration_id,
+        };
+        return replay_record(conn, record, competition_id).await;
     }
+    let Some(deadline) = state.reg_deadline.filter(|_| state.found) else {
+        return Err(AppError::NotFound("competition"));
+    };
+    Err(if state.holds_seat {
+        AppError::AlreadyRegistered
+    } else if deadline <= Utc::now() {
+        AppError::RegistrationClosed
+    } else {
+        // Full, or a seat freed up in between and a retry may take it: no seat now.
+        AppError::CompetitionFull
+    })
 }
 
 /// Cancels the caller's registration and frees its seat. Locks the competition row before

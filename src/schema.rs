@@ -22,6 +22,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    deployment (id) {
+        id -> Uuid,
+        singleton -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     failed_jobs (id) {
         id -> Uuid,
         task_id -> Uuid,
@@ -52,6 +60,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (user_id, key) {
+        user_id -> Uuid,
+        key -> Text,
+        competition_id -> Uuid,
+        registration_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     mailbox (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -61,6 +79,7 @@ diesel::table! {
         subject -> Text,
         body -> Text,
         sent_at -> Timestamptz,
+        activation -> Int4,
     }
 }
 
@@ -73,6 +92,7 @@ diesel::table! {
         created_at -> Timestamptz,
         confirmed_at -> Nullable<Timestamptz>,
         cancelled_at -> Nullable<Timestamptz>,
+        activation -> Int4,
     }
 }
 
@@ -95,8 +115,10 @@ diesel::joinable!(registrations -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     competitions,
+    deployment,
     failed_jobs,
     fang_tasks,
+    idempotency_keys,
     mailbox,
     registrations,
     users,

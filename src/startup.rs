@@ -2,6 +2,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use anyhow::Context;
 use axum::{
     Json, Router,
     extract::State,
@@ -10,14 +11,16 @@ use axum::{
     response::IntoResponse,
     routing::{get, post},
 };
-use diesel::ConnectionError;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot, watch},
+};
 use tokio_util::sync::CancellationToken;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 use crate::{
     config::{Config, JobsConfig},
-    db::{self, PgPool},
+    db,
     graphql::{
         self,
         http::{self, Endpoint, Guard},
@@ -32,11 +35,13 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     workers: Option<Workers>,
+    /// A failure found after start-up that waiting will not fix (e.g. Postgres came up
+    /// but refuses our password): the application stops with it.
+    fatal: mpsc::Receiver<anyhow::Error>,
 }
 
 /// The in-process worker pool of `serve` (none when `WORKER_CONCURRENCY` is 0).
 struct Workers {
-    db: PgPool,
     database_url: String,
     settings: JobsConfig,
     migrated: watch::Receiver<bool>,
@@ -44,36 +49,45 @@ struct Workers {
 
 impl Workers {
     /// Starts once migrations have run, so a server started before Postgres still works.
-    async fn run(mut self, stop: CancellationToken) {
+    /// The workers get connections of their own: queueing behind the HTTP requests for the
+    /// same ones, they fell behind under load.
+    async fn run(mut self, stop: CancellationToken) -> anyhow::Result<()> {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => return Ok(()),
             migrated = self.migrated.wait_for(|done| *done) => {
                 if migrated.is_err() {
-                    return;
+                    return Ok(());
                 }
             }
         }
-        jobs::run_workers(self.db, self.database_url, self.settings, stop).await;
+        let pool_size = u32::try_from(self.settings.worker_concurrency + 2).unwrap_or(u32::MAX);
+        let db = db::pool(&self.database_url, pool_size);
+        jobs::run_workers(db, self.database_url, self.settings, stop).await
     }
 }
 
 impl Application {
     /// Creates the database and migrates (in the background, retrying, while Postgres is
-    /// unreachable), then binds the listener.
+    /// unreachable), then binds the listener. Fails, naming the cause, on what waiting
+    /// will not fix: credentials, a malformed URL, the address taken.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let (state, migrated) = AppState::new(config)?;
+        check_redis(&state).await?;
         let workers = (config.jobs.worker_concurrency > 0).then(|| Workers {
-            db: state.db.clone(),
             database_url: config.database_url.clone(),
             settings: config.jobs.clone(),
             migrated: state.migrated.clone(),
         });
-        prepare_database(config.database_url.clone(), migrated).await?;
-        let listener = TcpListener::bind(config.bind_addr).await?;
+        let (fatal_tx, fatal) = mpsc::channel(1);
+        prepare_database(config.database_url.clone(), migrated, fatal_tx).await?;
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
         Ok(Self {
             listener,
             router: router(state, config),
             workers,
+            fatal,
         })
     }
 
@@ -86,60 +100,102 @@ impl Application {
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "listening");
         let stop = CancellationToken::new();
-        let stopped = stop.clone();
+        let (fatal_seen, mut fatal_error) = oneshot::channel();
+        let signal = {
+            let (stop, mut fatal) = (stop.clone(), self.fatal);
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    Some(error) = fatal.recv() => {
+                        let _ = fatal_seen.send(error);
+                    }
+                }
+                stop.cancel();
+            }
+        };
+        let router = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
         let server = async {
-            let router = self
-                .router
-                .into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(self.listener, router)
-                .with_graceful_shutdown(async move {
-                    shutdown.await;
-                    stopped.cancel();
-                })
+                .with_graceful_shutdown(signal)
                 .await;
             stop.cancel();
             served
         };
         let workers = async {
-            if let Some(workers) = self.workers {
-                workers.run(stop.clone()).await;
+            match self.workers {
+                Some(workers) => workers.run(stop.clone()).await,
+                None => Ok(()),
             }
         };
-        let (served, ()) = tokio::join!(server, workers);
-        served
+        let (served, worked) = tokio::join!(server, workers);
+        if let Ok(error) = fatal_error.try_recv() {
+            return Err(error);
+        }
+        served?;
+        worked
     }
 }
 
+/// Redis only accelerates, so the server starts without it; but credentials it refuses
+/// will not fix themselves.
+async fn check_redis(state: &AppState) -> anyhow::Result<()> {
+    match tokio::time::timeout(PROBE_TIMEOUT, redis::ping(&state.redis)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) if redis::is_fatal(&error) => {
+            Err(error.context("Redis refuses our credentials (REDIS_URL)"))
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "Redis unreachable; serving without it until it is back"
+            );
+            Ok(())
+        }
+        Err(_) => {
+            tracing::warn!("Redis does not answer; serving without it until it is back");
+            Ok(())
+        }
+    }
+}
+
+/// Migrates now, or — while Postgres is unreachable — in the background, serving
+/// meanwhile; `fatal` hears of a failure that waiting will not fix.
 async fn prepare_database(
     database_url: String,
     migrated: watch::Sender<bool>,
+    fatal: mpsc::Sender<anyhow::Error>,
 ) -> anyhow::Result<()> {
     match db::prepare(&database_url).await {
         Ok(()) => {
             migrated.send_replace(true);
             Ok(())
         }
-        Err(error) if error.downcast_ref::<ConnectionError>().is_some() => {
-            tracing::warn!(%error, "Postgres unreachable; serving and retrying migrations in the background");
+        Err(error) if db::is_fatal(&error) => Err(error),
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "Postgres unreachable; serving and retrying migrations in the background"
+            );
             tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    match db::prepare(&database_url).await {
-                        Ok(()) => {
-                            migrated.send_replace(true);
-                            tracing::info!("database ready");
-                            return;
-                        }
-                        Err(error) => tracing::warn!(%error, "database still not ready"),
+                let never = CancellationToken::new();
+                match db::prepare_when_reachable(&database_url, &never).await {
+                    Some(Ok(())) => {
+                        migrated.send_replace(true);
+                        tracing::info!("database ready");
                     }
+                    Some(Err(error)) => {
+                        let _ = fatal.send(error).await;
+                    }
+                    None => {}
                 }
             });
             Ok(())
         }
-        Err(error) => Err(error),
     }
 }
 
@@ -169,7 +225,7 @@ pub fn router(app: AppState, config: &Config) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
-/// 200 when Postgres (migrated) and Redis answer; 503 naming what is down otherwise.
+/// 200 while Postgres answers and is migrated, naming each dependency's state; 503 otherwise.
 async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     let (postgres, redis) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, db::ping(&app.db)),
@@ -185,7 +241,9 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     } else {
         "down"
     };
-    let ready = postgres == "up" && redis == "up";
+    // Redis only accelerates (idempotency, rate limits fall back without it): an instance
+    // without it still serves, and says so.
+    let ready = postgres == "up";
     let status = if ready {
         StatusCode::OK
     } else {

@@ -46,20 +46,25 @@ impl AppState {
             }
         };
         let redis = redis::pool(&config.redis_url)?;
+        // One view of Redis's health for the whole process: what one caller learns, the
+        // others need not wait for.
+        let breaker = Breaker::default();
         let db = db::pool(&config.database_url, config.database_pool_size);
         let (migrated_tx, migrated) = watch::channel(false);
         let state = Self {
             jobs: jobs::Waker::spawn(db.clone()),
-            db,
             idempotency: IdempotencyStore::new(
                 redis.clone(),
+                breaker.clone(),
+                db.clone(),
                 &config.redis_key_prefix,
-                config.idempotency_ttl_secs,
+                config.jobs.idempotency_ttl_secs,
                 config.idempotency_lock_secs,
             ),
+            db,
             throttle: Arc::new(Throttle::new(
                 redis.clone(),
-                Breaker::default(),
+                breaker,
                 &config.redis_key_prefix,
                 config.rate_limits.clone(),
             )),

@@ -9,7 +9,7 @@
 mod tasks;
 mod worker;
 
-pub use tasks::{ConfirmRegistration, SendReminders};
+pub use tasks::{ConfirmRegistration, PruneIdempotencyKeys, SendReminders};
 pub use worker::{Waker, run_workers};
 
 /// fang's `task_type` of confirmation tasks.
@@ -19,8 +19,10 @@ pub const CONFIRMATION_QUEUE: &str = "confirmation";
 pub const CONFIRMATION_TASK: &str = "ConfirmRegistration";
 /// fang's `task_type` of the reminder cron task.
 pub const REMINDER_QUEUE: &str = "reminders";
+/// fang's `task_type` of the idempotency records' prune.
+pub const HOUSEKEEPING_QUEUE: &str = "housekeeping";
 /// The task types a worker runs.
-pub const QUEUES: [&str; 2] = [CONFIRMATION_QUEUE, REMINDER_QUEUE];
+pub const QUEUES: [&str; 3] = [CONFIRMATION_QUEUE, REMINDER_QUEUE, HOUSEKEEPING_QUEUE];
 /// A task runs at most this many times before it is recorded in `failed_jobs`.
 pub const MAX_ATTEMPTS: i32 = 5;
 /// Postgres channel on which workers are woken when tasks are queued.

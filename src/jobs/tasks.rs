@@ -7,8 +7,8 @@ use fang::{AsyncQueueable, AsyncRunnable, FangError, Scheduled};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CONFIRMATION_QUEUE, MAX_ATTEMPTS, REMINDER_QUEUE};
-use crate::{db::PgPool, error::AppError, mail};
+use super::{CONFIRMATION_QUEUE, HOUSEKEEPING_QUEUE, MAX_ATTEMPTS, REMINDER_QUEUE};
+use crate::{db::PgPool, error::AppError, idempotency, mail};
 
 tokio::task_local! {
     /// fang builds tasks from their JSON, so they cannot hold the pool; the worker provides
@@ -23,19 +23,34 @@ async fn connection() -> Result<PooledConnection<'static, AsyncPgConnection>, Fa
     db.get_owned().await.map_err(|error| failure(error.into()))
 }
 
+/// Starts the description of a failure that was Postgres being unreachable, which the
+/// worker retries without counting an attempt.
+pub(super) const UNAVAILABLE: &str = "postgres unavailable: ";
+
 /// The task's error as fang records it (in `fang_tasks`, `failed_jobs` and the log only).
 fn failure(error: AppError) -> FangError {
-    FangError {
-        description: error
-            .internal_detail()
-            .map_or_else(|| error.to_string(), str::to_owned),
-    }
+    let detail = error
+        .internal_detail()
+        .map_or_else(|| error.to_string(), str::to_owned);
+    let description = match error {
+        AppError::Unavailable(_) => format!("{UNAVAILABLE}{detail}"),
+        _ => detail,
+    };
+    FangError { description }
 }
 
-/// Confirms one registration and mails its participant.
+/// Confirms one activation of a registration and mails its participant.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ConfirmRegistration {
     pub registration_id: Uuid,
+    /// Which activation (1, then one more for each re-registration); tasks queued before
+    /// activations existed confirm the first.
+    #[serde(default = "first_activation")]
+    pub activation: i32,
+}
+
+fn first_activation() -> i32 {
+    1
 }
 
 #[typetag::serde(name = "ConfirmRegistration")]
@@ -43,7 +58,7 @@ pub struct ConfirmRegistration {
 impl AsyncRunnable for ConfirmRegistration {
     async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
         let mut conn = connection().await?;
-        let outcome = mail::confirm_registration(&mut conn, self.registration_id)
+        let outcome = mail::confirm_registration(&mut conn, self.registration_id, self.activation)
             .await
             .map_err(failure)?;
         tracing::debug!(registration_id = %self.registration_id, ?outcome, "confirmation");
@@ -96,6 +111,44 @@ impl AsyncRunnable for SendReminders {
     }
 }
 
+/// Deletes the idempotency records older than `ttl_secs`; scheduled on its own cron.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PruneIdempotencyKeys {
+    pub cron: String,
+    pub ttl_secs: u64,
+}
+
+#[typetag::serde(name = "PruneIdempotencyKeys")]
+#[async_trait]
+impl AsyncRunnable for PruneIdempotencyKeys {
+    async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
+        let mut conn = connection().await?;
+        let pruned = idempotency::prune(&mut conn, self.ttl_secs)
+            .await
+            .map_err(failure)?;
+        if pruned > 0 {
+            tracing::info!(pruned, "old idempotency records deleted");
+        }
+        Ok(())
+    }
+
+    fn task_type(&self) -> String {
+        HOUSEKEEPING_QUEUE.into()
+    }
+
+    fn cron(&self) -> Option<Scheduled> {
+        Some(Scheduled::CronPattern(self.cron.clone()))
+    }
+
+    fn uniq(&self) -> bool {
+        true
+    }
+
+    fn max_retries(&self) -> i32 {
+        MAX_ATTEMPTS - 1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,11 +160,12 @@ mod tests {
         let id = Uuid::new_v4();
         let task: &dyn AsyncRunnable = &ConfirmRegistration {
             registration_id: id,
+            activation: 2,
         };
         let metadata = serde_json::to_value(task).expect("serialisable");
         assert_eq!(
             metadata,
-            serde_json::json!({ "type": CONFIRMATION_TASK, "registration_id": id })
+            serde_json::json!({ "type": CONFIRMATION_TASK, "registration_id": id, "activation": 2 })
         );
         let back: Box<dyn AsyncRunnable> = serde_json::from_value(metadata).expect("decodable");
         assert_eq!(back.task_type(), CONFIRMATION_QUEUE);

@@ -8,8 +8,21 @@
 //! statement, so Postgres sees well under one queue statement per task besides its effect.
 //! Idle workers sleep until a `NOTIFY` on `WAKE_CHANNEL` (sent by `Waker`) or the poll
 //! interval, whichever comes first.
+//!
+//! Leases, as graphile-worker and Oban keep them: a process renews `updated_at` of every
+//! task it holds (running, finished but not yet deleted, or waiting to record its outcome)
+//! every third of `JOB_STALL_TIMEOUT_SECS`, so only a dead worker's tasks go stale and are
+//! rescued. When Postgres goes away mid-task the worker keeps its tasks and runs them again
+//! once Postgres is back, without counting an attempt; and no one rescues anything until
+//! Postgres, and the rescuer's own connection, have been up for a whole lease, so that the
+//! live holders renewed theirs first.
 
-use std::{pin::pin, sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    pin::pin,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use anyhow::Context;
 use diesel::{
@@ -17,7 +30,7 @@ use diesel::{
     sql_types::{Array, BigInt, Integer, Jsonb, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use fang::{AsyncQueue, AsyncQueueable, AsyncRunnable, Scheduled};
+use fang::{AsyncQueue, AsyncQueueable, AsyncRunnable, FangError, Scheduled};
 use futures_util::StreamExt;
 use tokio::{
     sync::{Notify, mpsc},
@@ -27,7 +40,11 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{MAX_ATTEMPTS, QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL, tasks::TASK_DB};
+use super::{
+    HOUSEKEEPING_QUEUE, MAX_ATTEMPTS, PruneIdempotencyKeys, QUEUES, REMINDER_QUEUE, SendReminders,
+    WAKE_CHANNEL,
+    tasks::{TASK_DB, UNAVAILABLE},
+};
 use crate::{
     config::JobsConfig,
     db::{PgPool, prepared},
@@ -82,20 +99,29 @@ async fn notify(db: &PgPool) -> anyhow::Result<()> {
 }
 
 /// Runs workers until `shutdown` is cancelled, then lets running tasks finish for at most
-/// `JOB_DRAIN_SECS`. Retries its start while Postgres is unreachable.
+/// `JOB_DRAIN_SECS`. Retries its start while Postgres is unreachable; fails on what waiting
+/// will not fix (a wrong password, an unknown role).
 pub async fn run_workers(
     db: PgPool,
     database_url: String,
     settings: JobsConfig,
     shutdown: CancellationToken,
-) {
+) -> anyhow::Result<()> {
     let worker = loop {
-        match Worker::start(db.clone(), &database_url, settings.clone()).await {
+        match Worker::start(
+            db.clone(),
+            &database_url,
+            settings.clone(),
+            shutdown.clone(),
+        )
+        .await
+        {
             Ok(worker) => break Arc::new(worker),
+            Err(error) if crate::db::is_fatal(&error) => return Err(error),
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), "workers cannot start yet");
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(RECONNECT_DELAY) => {}
                 }
             }
@@ -103,9 +129,12 @@ pub async fn run_workers(
     };
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(listen(database_url, wake.clone()));
+    let heartbeat = tokio::spawn(worker.clone().renew_leases());
     tracing::info!(concurrency = settings.worker_concurrency, "workers started");
-    worker.run(wake, shutdown).await;
+    worker.run(wake).await;
     listener.abort();
+    heartbeat.abort();
+    Ok(())
 }
 
 /// Keeps a LISTEN connection open and turns its notifications into wake-ups.
@@ -159,13 +188,16 @@ UPDATE fang_tasks SET state = 'in_progress', updated_at = now()
           FOR UPDATE SKIP LOCKED)
 RETURNING id, metadata, retries";
 
-/// Deals with tasks that a dead worker left `in_progress` for longer than `$1` seconds: the
+/// Deals with tasks that a dead worker left `in_progress`, their lease older than `$1` s: the
 /// stalled attempt counts as failed, so it is retried, or dead-lettered if it was attempt
 /// `$2` (the last). A task that kills its worker every time thus ends like any failing one.
 const RESCUE_STALLED: &str = "
 WITH stalled AS (
     SELECT id FROM fang_tasks
      WHERE state = 'in_progress' AND updated_at < now() - make_interval(secs => $1)
+       -- Right after a restart of Postgres every lease looks stale: wait until the live
+       -- holders had a lease's time to renew theirs.
+       AND pg_postmaster_start_time() < now() - make_interval(secs => $1)
        FOR UPDATE SKIP LOCKED
 ), requeued AS (
     UPDATE fang_tasks t
@@ -218,7 +250,11 @@ SELECT id, task_type, metadata, $2, retries FROM failed
 ON CONFLICT (task_id) DO UPDATE
    SET error_message = EXCLUDED.error_message, retries = EXCLUDED.retries, failed_at = now()";
 
-/// Removes pending reminder tasks of another cron pattern (the setting changed).
+/// Renews the lease of the tasks `$1` this process holds.
+const RENEW: &str = "
+UPDATE fang_tasks SET updated_at = now() WHERE id = ANY($1) AND state = 'in_progress'";
+
+/// Removes pending tasks of a cron task type `$1` with other settings (they changed).
 const DROP_OTHER_SCHEDULES: &str = "
 DELETE FROM fang_tasks
  WHERE task_type = $1 AND state IN ('new', 'retried') AND metadata <> $2";
@@ -228,10 +264,40 @@ struct Worker {
     /// fang's queue: schedules cron tasks and is what fang hands to a running task.
     queue: AsyncQueue,
     settings: JobsConfig,
+    shutdown: CancellationToken,
+    /// Tasks this process holds `in_progress`, whose leases it renews.
+    held: Mutex<HashSet<Uuid>>,
+    /// When this process last failed to reach Postgres: a rescuer that was cut off itself
+    /// waits a lease before rescuing.
+    last_cut_off: Mutex<Option<Instant>>,
+}
+
+/// The cron tasks every worker keeps scheduled, one pending task each.
+fn cron_tasks(settings: &JobsConfig) -> [(&'static str, Box<dyn AsyncRunnable>); 2] {
+    [
+        (
+            REMINDER_QUEUE,
+            Box::new(SendReminders {
+                cron: settings.reminder_cron.clone(),
+            }),
+        ),
+        (
+            HOUSEKEEPING_QUEUE,
+            Box::new(PruneIdempotencyKeys {
+                cron: settings.prune_cron.clone(),
+                ttl_secs: settings.idempotency_ttl_secs,
+            }),
+        ),
+    ]
 }
 
 impl Worker {
-    async fn start(db: PgPool, database_url: &str, settings: JobsConfig) -> anyhow::Result<Self> {
+    async fn start(
+        db: PgPool,
+        database_url: &str,
+        settings: JobsConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let mut queue = AsyncQueue::builder()
             .uri(database_url)
             .max_pool_size(2_u32)
@@ -241,49 +307,97 @@ impl Worker {
             db,
             queue,
             settings,
+            shutdown,
+            held: Mutex::default(),
+            last_cut_off: Mutex::default(),
         };
-        worker.schedule_reminders().await?;
+        worker.schedule_cron_tasks().await?;
         Ok(worker)
     }
 
-    /// Makes sure exactly one reminder task of the configured pattern is pending.
-    async fn schedule_reminders(&self) -> anyhow::Result<()> {
-        let task = SendReminders {
-            cron: self.settings.reminder_cron.clone(),
-        };
-        let metadata = serde_json::to_value(&task as &dyn AsyncRunnable)?;
-        let mut conn = self.db.get().await?;
-        sql_query(DROP_OTHER_SCHEDULES)
-            .bind::<Text, _>(REMINDER_QUEUE)
-            .bind::<Jsonb, _>(metadata)
-            .execute(&mut conn)
-            .await?;
-        self.queue
-            .schedule_task(&task)
-            .await
-            .context("scheduling reminders")?;
+    /// Makes sure exactly one task of each cron task type, with the configured settings,
+    /// is pending.
+    async fn schedule_cron_tasks(&self) -> anyhow::Result<()> {
+        for (task_type, task) in cron_tasks(&self.settings) {
+            let metadata = serde_json::to_value(&*task)?;
+            let mut conn = self.db.get().await?;
+            sql_query(DROP_OTHER_SCHEDULES)
+                .bind::<Text, _>(task_type)
+                .bind::<Jsonb, _>(metadata)
+                .execute(&mut conn)
+                .await?;
+            self.queue
+                .schedule_task(&*task)
+                .await
+                .with_context(|| format!("scheduling {task_type}"))?;
+        }
         Ok(())
     }
 
-    async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
+    fn hold(&self, id: Uuid) {
+        lock(&self.held).insert(id);
+    }
+
+    fn let_go(&self, ids: &[Uuid]) {
+        let mut held = lock(&self.held);
+        for id in ids {
+            held.remove(id);
+        }
+    }
+
+    /// Notes whether Postgres answered, for the rescue's patience.
+    fn reached_postgres(&self, reached: bool) {
+        if !reached {
+            *lock(&self.last_cut_off) = Some(Instant::now());
+        }
+    }
+
+    /// Renews the leases of the held tasks every third of a lease, until aborted.
+    async fn renew_leases(self: Arc<Self>) {
+        let every = self.lease() / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let held: Vec<Uuid> = lock(&self.held).iter().copied().collect();
+            let renewed = async {
+                let mut conn = self.db.get().await?;
+                prepared(RENEW)
+                    .bind::<Array<SqlUuid>, _>(held)
+                    .execute(&mut conn)
+                    .await?;
+                anyhow::Ok(())
+            };
+            match renewed.await {
+                Ok(()) => self.reached_postgres(true),
+                Err(error) => {
+                    self.reached_postgres(false);
+                    tracing::warn!(%error, "cannot renew the leases of running tasks");
+                }
+            }
+        }
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.settings.job_stall_timeout_secs.max(1))
+    }
+
+    async fn run(self: Arc<Self>, wake: Arc<Notify>) {
         let concurrency = self.settings.worker_concurrency.max(1);
         // Claiming only once half the slots are free takes tasks in batches under load.
         let claim_at = concurrency.div_ceil(2);
         let poll = Duration::from_millis(self.settings.job_poll_interval_ms.max(1));
-        let stall_timeout = Duration::from_secs(self.settings.job_stall_timeout_secs.max(1));
-        let sweep_every =
-            (stall_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let lease = self.lease();
+        let sweep_every = (lease / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut next_sweep = Instant::now();
         let mut running = JoinSet::new();
         // Succeeded, still `in_progress`: deleted by the next claim (or rescued and run
         // again, harmlessly, if this process dies first).
         let mut finished = Vec::new();
-        while !shutdown.is_cancelled() {
+        while !self.shutdown.is_cancelled() {
             while let Some(outcome) = running.try_join_next() {
                 finished.extend(succeeded(outcome));
             }
             if Instant::now() >= next_sweep {
-                self.rescue_stalled(stall_timeout).await;
+                self.rescue_stalled(lease).await;
                 next_sweep = Instant::now() + sweep_every;
             }
             let free = concurrency - running.len();
@@ -291,10 +405,12 @@ impl Worker {
             if !saturated {
                 match self.claim(free, &finished).await {
                     Ok(tasks) => {
+                        self.let_go(&finished);
                         finished.clear();
                         // A full batch means more may be due: claim again when slots free.
                         saturated = tasks.len() == free;
                         for task in tasks {
+                            self.hold(task.id);
                             running.spawn(self.clone().execute(task));
                         }
                     }
@@ -302,7 +418,7 @@ impl Worker {
                 }
             }
             tokio::select! {
-                () = shutdown.cancelled() => {}
+                () = self.shutdown.cancelled() => {}
                 Some(outcome) = running.join_next(), if !running.is_empty() => {
                     finished.extend(succeeded(outcome));
                 }
@@ -339,21 +455,33 @@ impl Worker {
 
     /// Deletes `finished` and claims up to `limit` due tasks.
     async fn claim(&self, limit: usize, finished: &[Uuid]) -> anyhow::Result<Vec<ClaimedTask>> {
-        let mut conn = self.db.get().await?;
-        let queues: Vec<&str> = QUEUES.to_vec();
-        Ok(prepared(CLAIM)
-            .bind::<Array<Text>, _>(queues)
-            .bind::<BigInt, _>(i64::try_from(limit)?)
-            .bind::<Array<SqlUuid>, _>(finished.to_vec())
-            .load(&mut conn)
-            .await?)
+        let claimed = async {
+            let mut conn = self.db.get().await?;
+            let queues: Vec<&str> = QUEUES.to_vec();
+            anyhow::Ok(
+                prepared(CLAIM)
+                    .bind::<Array<Text>, _>(queues)
+                    .bind::<BigInt, _>(i64::try_from(limit)?)
+                    .bind::<Array<SqlUuid>, _>(finished.to_vec())
+                    .load(&mut conn)
+                    .await?,
+            )
+        };
+        let claimed = claimed.await;
+        self.reached_postgres(claimed.is_ok());
+        claimed
     }
 
-    async fn rescue_stalled(&self, stall_timeout: Duration) {
+    async fn rescue_stalled(&self, lease: Duration) {
+        let cut_off = *lock(&self.last_cut_off);
+        if cut_off.is_some_and(|at| at.elapsed() < lease) {
+            // Cut off ourselves a moment ago: the holders may not have renewed yet.
+            return;
+        }
         let rescued = async {
             let mut conn = self.db.get().await?;
             let rescued = prepared(RESCUE_STALLED)
-                .bind::<diesel::sql_types::Double, _>(stall_timeout.as_secs_f64())
+                .bind::<diesel::sql_types::Double, _>(lease.as_secs_f64())
                 .bind::<Integer, _>(MAX_ATTEMPTS)
                 .get_result::<Rescued>(&mut conn)
                 .await?;
@@ -376,39 +504,87 @@ impl Worker {
     }
 
     /// Runs one claimed task. Success gives back its id, to delete with the next claim;
-    /// a failure is recorded here (a retry or a dead letter).
+    /// a failure is recorded here (a retry or a dead letter). While Postgres is away the
+    /// task is kept and run again when it is back, without counting an attempt.
     async fn execute(self: Arc<Self>, task: ClaimedTask) -> Option<Uuid> {
         let runnable: Box<dyn AsyncRunnable> = match serde_json::from_value(task.metadata) {
             Ok(runnable) => runnable,
             Err(error) => {
                 let reason = format!("cannot decode the task: {error}");
-                let recorded = self.dead_letter(task.id, &reason).await;
-                record(task.id, recorded);
+                self.record(task.id, || self.dead_letter(task.id, &reason))
+                    .await;
                 return None;
             }
         };
-        let result = TASK_DB
-            .scope(self.db.clone(), runnable.run(&self.queue))
-            .await;
+        let mut outage = Backoff::default();
+        let result = loop {
+            let result = TASK_DB
+                .scope(self.db.clone(), runnable.run(&self.queue))
+                .await;
+            match result {
+                Err(error) if is_outage(&error) && !self.shutdown.is_cancelled() => {
+                    self.reached_postgres(false);
+                    tracing::warn!(task_id = %task.id, "Postgres is unavailable; the task will run again when it is back");
+                    if !outage.wait(&self.shutdown).await {
+                        // Shutting down mid-outage: the lease runs out and another worker
+                        // takes the task.
+                        return None;
+                    }
+                }
+                result => break result,
+            }
+        };
         if let Some(Scheduled::CronPattern(_)) = runnable.cron() {
             // Before finishing this one, so that a crash in between cannot end the chain.
-            if let Err(error) = self.queue.schedule_task(&*runnable).await {
-                tracing::error!(?error, "cannot schedule the next run of a cron task");
-            }
+            self.record(task.id, || async {
+                self.queue
+                    .schedule_task(&*runnable)
+                    .await
+                    .context("scheduling the next run of a cron task")
+                    .map(|_| ())
+            })
+            .await;
         }
-        let recorded = match result {
+        match result {
             Ok(()) => return Some(task.id),
             Err(error) if task.retries < runnable.max_retries() => {
                 tracing::warn!(task_id = %task.id, attempt = task.retries + 1, error = error.description, "task failed; will retry");
-                self.retry(task.id, task.retries, &error.description).await
+                self.record(task.id, || {
+                    self.retry(task.id, task.retries, &error.description)
+                })
+                .await;
             }
             Err(error) => {
                 tracing::error!(task_id = %task.id, attempts = task.retries + 1, error = error.description, "task failed for good");
-                self.dead_letter(task.id, &error.description).await
+                self.record(task.id, || self.dead_letter(task.id, &error.description))
+                    .await;
             }
-        };
-        record(task.id, recorded);
+        }
+        self.let_go(&[task.id]);
         None
+    }
+
+    /// Writes a task's outcome, again and again while Postgres is away (the lease keeps
+    /// the task ours meanwhile), until it is written or the process shuts down.
+    async fn record<F, Fut>(&self, task_id: Uuid, write: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        let mut backoff = Backoff::default();
+        loop {
+            match write().await {
+                Ok(()) => return,
+                Err(error) => {
+                    self.reached_postgres(false);
+                    tracing::warn!(%task_id, %error, "cannot record a task's outcome yet; retrying");
+                }
+            }
+            if !backoff.wait(&self.shutdown).await {
+                tracing::error!(%task_id, "shutting down before a task's outcome was recorded; it will be rescued");
+                return;
+            }
+        }
     }
 
     async fn retry(&self, task_id: Uuid, retries: i32, error: &str) -> anyhow::Result<()> {
@@ -435,11 +611,31 @@ impl Worker {
     }
 }
 
-/// Logs a task whose outcome could not be written; the stall sweeper will run it again.
-fn record(task_id: Uuid, recorded: anyhow::Result<()>) {
-    if let Err(error) = recorded {
-        tracing::error!(%task_id, %error, "cannot record a task's outcome; it will be rescued as stalled");
+/// True when a task failed because Postgres could not be reached (see `tasks::failure`).
+fn is_outage(error: &FangError) -> bool {
+    error.description.starts_with(UNAVAILABLE)
+}
+
+/// Waits between attempts while Postgres is away: 100 ms, doubling up to a second.
+#[derive(Default)]
+struct Backoff {
+    attempts: u32,
+}
+
+impl Backoff {
+    /// False when the process is shutting down instead.
+    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let delay = Duration::from_millis(100 << self.attempts.min(4)).min(Duration::from_secs(1));
+        self.attempts += 1;
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(delay) => true,
+        }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The id of a task that succeeded; a panic is logged (the task will be rescued as stalled).

@@ -37,7 +37,6 @@ pub fn test_config() -> Config {
         redis_url: std::env::var("REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
         redis_key_prefix: name,
-        idempotency_ttl_secs: 86_400,
         idempotency_lock_secs: 60,
         jwt_secret: Some(JWT_SECRET.to_owned()),
         jwt_ttl_secs: 3600,
@@ -52,26 +51,28 @@ pub fn test_config() -> Config {
 /// The defaults, but waiting less: tests must not wait out production-sized delays.
 pub fn test_jobs_config() -> JobsConfig {
     JobsConfig {
-        worker_concurrency: 4,
         job_stall_timeout_secs: 300,
         job_retry_backoff_ms: 10,
         job_poll_interval_ms: 200,
         job_drain_secs: 10,
-        reminder_cron: "0 * * * * * *".to_owned(),
+        ..JobsConfig::default()
     }
 }
 
 /// Workers started by a test inside its own process; stopped (and drained) by `stop`.
 pub struct TestWorkers {
     stop: CancellationToken,
-    running: tokio::task::JoinHandle<()>,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl TestWorkers {
     pub async fn stop(self) {
         self.stop.cancel();
         let mut workers = self;
-        (&mut workers.running).await.expect("workers stop");
+        (&mut workers.running)
+            .await
+            .expect("workers stop")
+            .expect("workers ran");
     }
 }
 
@@ -239,7 +240,7 @@ impl TestApp {
     }
 
     /// Runs a statement to arrange what the API cannot (e.g. a deadline in the past).
-    pub async fn execute(&self, sql: &str) -> usize {
+    pub async fn run_sql(&self, sql: &str) -> usize {
         use diesel_async::RunQueryDsl;
         diesel::sql_query(sql)
             .execute(&mut self.db().await)
@@ -274,6 +275,38 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// One checksum over every row of every table of ours, to show a refused request
+    /// wrote nothing.
+    pub async fn checksums(&self) -> String {
+        use diesel::{QueryableByName, sql_types::Text};
+        use diesel_async::RunQueryDsl;
+        #[derive(QueryableByName)]
+        struct Checksum {
+            #[diesel(sql_type = Text)]
+            sum: String,
+        }
+        let mut conn = self.db().await;
+        let mut all = String::new();
+        for table in [
+            "users",
+            "competitions",
+            "registrations",
+            "mailbox",
+            "fang_tasks",
+            "failed_jobs",
+            "idempotency_keys",
+        ] {
+            let row = diesel::sql_query(format!(
+                "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS sum FROM {table} t"
+            ))
+            .get_result::<Checksum>(&mut conn)
+            .await
+            .unwrap_or_else(|error| panic!("checksum of {table}: {error}"));
+            all.push_str(&format!("{table}={} ", row.sum));
+        }
+        all
     }
 
     /// A direct connection to this test's database, for arranging what the API cannot.
@@ -378,4 +411,105 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("a free port")
+}
+
+/// A Postgres cluster of the test's own (initdb + pg_ctl of the installed server) on a free
+/// port, for outages: tests never stop the shared one. Removed when dropped.
+pub struct TestPostgres {
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl TestPostgres {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("mc-pg-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("cluster directory");
+        let chown = std::process::Command::new("chown")
+            .args(["postgres", &dir.to_string_lossy()])
+            .status()
+            .expect("chown runs");
+        assert!(chown.success());
+        let cluster = Self {
+            port: free_port(),
+            dir,
+        };
+        cluster.pg(&[
+            "initdb",
+            "-D",
+            "data",
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        cluster.start_again().await;
+        cluster
+    }
+
+    fn bindir() -> String {
+        let output = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .expect("pg_config runs");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Runs a server program as the `postgres` user inside the cluster's directory.
+    fn pg(&self, args: &[&str]) {
+        let program = format!("{}/{}", Self::bindir(), args[0]);
+        let status = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", &program])
+            .args(&args[1..])
+            .current_dir(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("runuser runs");
+        assert!(status.success(), "{args:?} failed");
+    }
+
+    pub async fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        self.pg(&[
+            "pg_ctl", "-D", "data", "-l", "log", "-o", &options, "-w", "start",
+        ]);
+    }
+
+    /// A fast shutdown: every backend is terminated (SQLSTATE 57P01), as in an outage.
+    pub fn stop(&self) {
+        self.pg(&["pg_ctl", "-D", "data", "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let program = format!("{}/pg_ctl", Self::bindir());
+        let _ = std::process::Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &program,
+                "-D",
+                "data",
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .current_dir(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

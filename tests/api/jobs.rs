@@ -140,7 +140,7 @@ async fn a_registration_is_confirmed_with_exactly_one_mail() {
     app.wait_for_count(QUEUED_CONFIRMATIONS, 0, WAIT).await;
 
     // fang may hand one task to two workers: running it again must not mail again.
-    app.execute(&format!(
+    app.run_sql(&format!(
         "INSERT INTO fang_tasks (metadata, task_type) VALUES
          (jsonb_build_object('type', 'ConfirmRegistration', 'registration_id', '{registration}'),
           'confirmation')"
@@ -202,7 +202,7 @@ async fn a_cancelled_registration_is_not_confirmed_and_its_task_ends_cleanly() {
 async fn a_task_that_always_fails_ends_in_failed_jobs_after_five_attempts() {
     let app = TestApp::spawn().await;
     // Every confirmation now fails inside its statement, as a broken mail step would.
-    app.execute(
+    app.run_sql(
         "ALTER TABLE mailbox ADD CONSTRAINT refuse_confirmations
          CHECK (kind <> 'CONFIRMATION') NOT VALID",
     )
@@ -250,7 +250,7 @@ async fn a_task_stalled_on_its_last_attempt_is_dead_lettered_not_rescued_again()
     let late_registration = register(&app, &late, &competition).await;
     // As if a worker had died an hour ago holding both: one on its first attempt, one on
     // its fifth and last.
-    app.execute(&format!(
+    app.run_sql(&format!(
         "UPDATE fang_tasks SET state = 'in_progress', updated_at = now() - interval '1 hour',
                 retries = CASE metadata->>'registration_id' WHEN '{late_registration}' THEN 4 ELSE 0 END"
     ))
@@ -291,7 +291,7 @@ async fn a_task_stalled_on_its_last_attempt_is_dead_lettered_not_rescued_again()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_that_cannot_be_decoded_is_dead_lettered_at_once() {
     let app = TestApp::spawn().await;
-    app.execute(
+    app.run_sql(
         "INSERT INTO fang_tasks (metadata, task_type)
          VALUES ('{\"type\": \"NoSuchTask\"}', 'confirmation')",
     )

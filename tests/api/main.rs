@@ -2,6 +2,7 @@
 
 mod auth;
 mod competitions;
+mod faults;
 mod helpers;
 mod hostile;
 mod jobs;

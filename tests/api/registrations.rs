@@ -66,7 +66,7 @@ async fn a_participant_registers_and_the_job_is_written_with_it() {
     let tasks = app
         .count(&format!(
             "SELECT count(*) FROM fang_tasks WHERE task_type = 'confirmation' AND state = 'new'
-               AND metadata = jsonb_build_object('type', 'ConfirmRegistration', 'registration_id', '{id}')"
+               AND metadata = jsonb_build_object('type', 'ConfirmRegistration', 'registration_id', '{id}', 'activation', 1)"
         ))
         .await;
     assert_eq!(tasks, 1);
@@ -208,7 +208,7 @@ async fn registration_closes_at_the_deadline() {
     let competition = open_competition(&app, 5).await;
     let participant = app.signup("PARTICIPANT").await;
     let closed = app
-        .execute(&format!(
+        .run_sql(&format!(
             "UPDATE competitions SET reg_deadline = now() - interval '1 second' WHERE id = '{competition}'"
         ))
         .await;
@@ -491,26 +491,47 @@ async fn cancellations_racing_registrations_never_oversell() {
     assert!(count <= 50);
 }
 
+/// Redis accelerates, Postgres decides: with Redis unreachable, registering keeps every
+/// promise on the Postgres path alone.
 #[tokio::test(flavor = "multi_thread")]
-async fn without_redis_registration_is_unavailable_and_writes_nothing() {
+async fn without_redis_registration_keeps_its_promises_on_postgres_alone() {
     let mut config = test_config();
     config.jobs.worker_concurrency = 0;
     config.redis_url = "redis://127.0.0.1:1".to_owned();
     let app = TestApp::spawn_with(config).await;
     let competition = open_competition(&app, 5).await;
+    let other = open_competition(&app, 5).await;
     let participant = app.signup("PARTICIPANT").await;
 
-    let body = register(&app, &participant, &competition, "k").await;
-    assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE", "{body}");
-    assert!(
-        !body.to_string().contains("127.0.0.1"),
-        "leaks details: {body}"
-    );
-    assert_eq!(app.count("SELECT count(*) FROM registrations").await, 0);
-    assert_eq!(app.count("SELECT count(*) FROM fang_tasks").await, 0);
+    // Eight concurrent requests with one key: one registration, the others replay it.
+    let bodies = futures_util::future::join_all(
+        (0..8).map(|_| register(&app, &participant, &competition, "same-key")),
+    )
+    .await;
+    let ids: HashSet<&str> = bodies
+        .iter()
+        .map(|body| {
+            body["data"]["register"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{bodies:?}");
+    let replay = register(&app, &participant, &competition, "same-key").await;
     assert_eq!(
-        app.count("SELECT registered_count FROM competitions").await,
-        0
+        replay["data"]["register"]["id"].as_str(),
+        ids.iter().next().copied()
+    );
+    let reused = register(&app, &participant, &other, "same-key").await;
+    assert_eq!(error_code(&reused), "IDEMPOTENCY_KEY_REUSED", "{reused}");
+
+    assert_eq!(app.count("SELECT count(*) FROM registrations").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM fang_tasks").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM idempotency_keys").await, 1);
+    assert_eq!(
+        app.count("SELECT sum(registered_count) FROM competitions")
+            .await,
+        1
     );
 }
 
@@ -526,6 +547,8 @@ async fn a_crashed_attempt_blocks_its_key_only_until_the_lock_expires() {
     // A process that reserved the key and died before finishing.
     let store = mini_compete::idempotency::IdempotencyStore::new(
         mini_compete::redis::pool(&app.config.redis_url).unwrap(),
+        mini_compete::redis::Breaker::default(),
+        mini_compete::db::pool(&app.config.database_url, 2),
         &app.config.redis_key_prefix,
         60,
         1,

@@ -34,7 +34,7 @@ pub struct Target {
 
 struct InProcess {
     stop: oneshot::Sender<()>,
-    serving: JoinHandle<std::io::Result<()>>,
+    serving: JoinHandle<anyhow::Result<()>>,
     redis_url: String,
     redis_prefix: String,
 }
@@ -86,7 +86,6 @@ impl Env {
             jwt_secret: Some(secret.clone()),
             jwt_ttl_secs: 24 * 3600,
             redis_key_prefix: name.clone(),
-            idempotency_ttl_secs: 3600,
             idempotency_lock_secs: 60,
             bind_addr: "127.0.0.1:0".parse()?,
             http: HttpConfig::default(),
@@ -100,11 +99,8 @@ impl Env {
             },
             jobs: JobsConfig {
                 worker_concurrency: workers,
-                job_stall_timeout_secs: 300,
-                job_retry_backoff_ms: 1000,
-                job_poll_interval_ms: 1000,
                 job_drain_secs: 5,
-                reminder_cron: "0 * * * * * *".into(),
+                ..JobsConfig::default()
             },
         };
         let app = Application::build(&config).await?;

@@ -578,11 +578,8 @@ async fn drain_rate(
     let stop = CancellationToken::new();
     let settings = JobsConfig {
         worker_concurrency: args.server_workers.max(1),
-        job_stall_timeout_secs: 300,
-        job_retry_backoff_ms: 1000,
-        job_poll_interval_ms: 1000,
         job_drain_secs: 5,
-        reminder_cron: "0 * * * * * *".into(),
+        ..JobsConfig::default()
     };
     let running: Vec<_> = (0..pools)
         .map(|_| {
@@ -597,7 +594,7 @@ async fn drain_rate(
     wait_for(&env, CONFIRMED, queued.ok as i64).await?;
     stop.cancel();
     for pool in running {
-        pool.await?;
+        pool.await??;
     }
     let span_us = env
         .number(
