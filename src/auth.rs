@@ -3,7 +3,6 @@
 use std::{
     net::IpAddr,
     sync::{Arc, LazyLock, OnceLock},
-    time::{Duration, Instant},
 };
 
 use argon2::{
@@ -233,45 +232,5 @@ pub async fn login(
     match user {
         Some(user) if valid => Ok(user),
         _ => Err(AppError::Unauthenticated(BAD_CREDENTIALS)),
-    }
-}
-
-/// How long an account found to exist is trusted without asking the database again.
-const ACCOUNT_RECHECK: Duration = Duration::from_secs(60);
-const ACCOUNTS_CACHED: usize = 100_000;
-
-/// Accounts that bearer tokens name, as recently read from the database.
-///
-/// A token stays valid after its account is deleted (or after the database is reset under
-/// the same secret); every operation must then answer `UNAUTHENTICATED`, and the role is
-/// the account's current one, not the one the token was issued with. One lookup per
-/// account per minute keeps that off the hot path.
-pub struct Accounts {
-    known: quick_cache::sync::Cache<Uuid, (Role, Instant)>,
-}
-
-impl Default for Accounts {
-    fn default() -> Self {
-        Self {
-            known: quick_cache::sync::Cache::new(ACCOUNTS_CACHED),
-        }
-    }
-}
-
-impl Accounts {
-    /// The claims of a verified token, checked against the account as it is now.
-    pub async fn confirm(&self, db: &PgPool, mut claims: Claims) -> AppResult<Claims> {
-        if let Some((role, seen)) = self.known.get(&claims.sub)
-            && seen.elapsed() < ACCOUNT_RECHECK
-        {
-            claims.role = role;
-            return Ok(claims);
-        }
-        let user = crate::users::find(&mut *db.get().await?, claims.sub)
-            .await?
-            .ok_or(AppError::ACCOUNT_GONE)?;
-        self.known.insert(user.id, (user.role, Instant::now()));
-        claims.role = user.role;
-        Ok(claims)
     }
 }

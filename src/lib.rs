@@ -4,6 +4,7 @@
 //! the rules and the SQL and know nothing of HTTP or GraphQL; `graphql` exposes them;
 //! `jobs` runs the background tasks; `startup` wires pools, schema, router and workers together.
 
+pub mod accounts;
 pub mod auth;
 pub mod competitions;
 pub mod config;

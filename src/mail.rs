@@ -10,14 +10,14 @@ use diesel::{
     deserialize::FromSqlRow,
     expression::AsExpression,
     prelude::*,
-    sql_types::{BigInt, Bool, Integer, Text, Uuid as SqlUuid},
+    sql_types::{Array, Integer, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
     db::prepared,
-    error::{AppError, AppResult, bad_input},
+    error::{AppResult, bad_input},
     schema::mailbox,
 };
 
@@ -47,30 +47,30 @@ pub struct Mail {
     pub sent_at: DateTime<Utc>,
 }
 
-/// Confirms activation `$2` of registration `$1` unless it was cancelled (or cancelled and
-/// made again: a newer activation has its own task), and mails its participant once per
-/// activation. The mailbox row and the status change commit together, or not at all.
-const CONFIRM: &str = r#"
-WITH confirmed AS (
-    UPDATE registrations
-       SET status = 'CONFIRMED', confirmed_at = coalesce(confirmed_at, now())
-     WHERE id = $1 AND status <> 'CANCELLED' AND activation = $2
-    RETURNING id, user_id, competition_id, activation
-), mailed AS (
-    INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
-    SELECT u.id, r.id, 'CONFIRMATION', r.activation, u.email,
-           format('Registration confirmed: %s', c.title),
-           format(E'Hello %s,\n\nyour seat in "%s" is confirmed. It starts on %s UTC.\n\nGood luck!\nMini-Compete',
-                  u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
-      FROM confirmed r
-      JOIN users u ON u.id = r.user_id
-      JOIN competitions c ON c.id = r.competition_id
-    ON CONFLICT (registration_id, kind, activation) DO NOTHING
-    RETURNING id
+/// Confirms registrations (`$1` ids, `$2` their activations) unless cancelled (or cancelled
+/// and made again: a newer activation has its own task), and mails each participant once
+/// per activation; the mailbox rows and the status changes commit together, or not at all.
+/// A worker confirms a whole claimed batch with it, in one statement and one commit: under
+/// load, that is what lets confirmations keep pace with registrations.
+const CONFIRM_MANY: &str = r#"
+WITH wanted AS (
+    SELECT * FROM unnest($1::uuid[], $2::integer[]) AS w (registration_id, activation)
+), confirmed AS (
+    UPDATE registrations r
+       SET status = 'CONFIRMED', confirmed_at = coalesce(r.confirmed_at, now())
+      FROM wanted w
+     WHERE r.id = w.registration_id AND r.activation = w.activation AND r.status <> 'CANCELLED'
+    RETURNING r.id, r.user_id, r.competition_id, r.activation
 )
-SELECT EXISTS (SELECT 1 FROM registrations WHERE id = $1) AS found,
-       EXISTS (SELECT 1 FROM confirmed) AS confirmed,
-       (SELECT count(*) FROM mailed) AS mailed"#;
+INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
+SELECT u.id, r.id, 'CONFIRMATION', r.activation, u.email,
+       format('Registration confirmed: %s', c.title),
+       format(E'Hello %s,\n\nyour seat in "%s" is confirmed. It starts on %s UTC.\n\nGood luck!\nMini-Compete',
+              u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
+  FROM confirmed r
+  JOIN users u ON u.id = r.user_id
+  JOIN competitions c ON c.id = r.competition_id
+ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
 
 /// One REMINDER per CONFIRMED registration (activation) of every competition starting
 /// within 24 hours that has none yet.
@@ -89,47 +89,18 @@ SELECT u.id, r.id, 'REMINDER', r.activation, u.email,
         WHERE m.registration_id = r.id AND m.kind = 'REMINDER' AND m.activation = r.activation)
 ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
 
-#[derive(QueryableByName)]
-struct ConfirmOutcome {
-    #[diesel(sql_type = Bool)]
-    found: bool,
-    #[diesel(sql_type = Bool)]
-    confirmed: bool,
-    #[diesel(sql_type = BigInt)]
-    mailed: i64,
-}
-
-/// What confirming a registration did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmation {
-    /// Confirmed and mailed now.
-    Sent,
-    /// An earlier run already mailed it (the job ran twice).
-    AlreadySent,
-    /// The participant cancelled first (perhaps registering again, which has its own
-    /// task): nothing to confirm.
-    Cancelled,
-}
-
-/// Confirms one activation of a registration and writes its CONFIRMATION mail, once.
-pub async fn confirm_registration(
+/// Confirms every (registration, activation) of `targets` that is not cancelled, mailing
+/// each once; returns how many mails were written.
+pub async fn confirm_many(
     conn: &mut AsyncPgConnection,
-    registration_id: Uuid,
-    activation: i32,
-) -> AppResult<Confirmation> {
-    let outcome = prepared(CONFIRM)
-        .bind::<SqlUuid, _>(registration_id)
-        .bind::<Integer, _>(activation)
-        .get_result::<ConfirmOutcome>(conn)
-        .await?;
-    match outcome {
-        ConfirmOutcome { found: false, .. } => Err(AppError::NotFound("registration")),
-        ConfirmOutcome {
-            confirmed: false, ..
-        } => Ok(Confirmation::Cancelled),
-        ConfirmOutcome { mailed: 0, .. } => Ok(Confirmation::AlreadySent),
-        ConfirmOutcome { .. } => Ok(Confirmation::Sent),
-    }
+    targets: &[(Uuid, i32)],
+) -> AppResult<usize> {
+    let (ids, activations): (Vec<Uuid>, Vec<i32>) = targets.iter().copied().unzip();
+    Ok(prepared(CONFIRM_MANY)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<Integer>, _>(activations)
+        .execute(conn)
+        .await?)
 }
 
 /// Sends every reminder that is due; returns how many were sent.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::{
-    auth::{Accounts, JwtKeys},
+    accounts::Accounts,
+    auth::JwtKeys,
     config::Config,
     db::{self, PgPool},
     idempotency::IdempotencyStore,
@@ -20,7 +21,7 @@ pub struct AppState {
     pub redis: RedisPool,
     pub jwt: JwtKeys,
     /// The accounts bearer tokens name (deleted ones are refused).
-    pub accounts: Arc<Accounts>,
+    pub accounts: Accounts,
     pub idempotency: IdempotencyStore,
     /// Rate limits on log-in and sign-up.
     pub throttle: Arc<Throttle>,
@@ -61,6 +62,7 @@ impl AppState {
                 config.jobs.idempotency_ttl_secs,
                 config.idempotency_lock_secs,
             ),
+            accounts: Accounts::new(db.clone()),
             db,
             throttle: Arc::new(Throttle::new(
                 redis.clone(),
@@ -68,7 +70,6 @@ impl AppState {
                 &config.redis_key_prefix,
                 config.rate_limits.clone(),
             )),
-            accounts: Arc::default(),
             redis,
             jwt,
             migrated,

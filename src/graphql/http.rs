@@ -401,7 +401,7 @@ async fn caller(app: &AppState, headers: &HeaderMap) -> AppResult<Option<Claims>
     let Some(claims) = bearer_claims(&app.jwt, headers)? else {
         return Ok(None);
     };
-    app.accounts.confirm(&app.db, claims).await.map(Some)
+    app.accounts.confirm(claims).await.map(Some)
 }
 
 fn bearer_claims(jwt: &JwtKeys, headers: &HeaderMap) -> AppResult<Option<Claims>> {

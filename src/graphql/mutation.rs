@@ -26,7 +26,8 @@ impl Mutation {
             input.into(),
         )
         .await?;
-        let token = ctx.state().jwt.issue(&user)?;
+        state.accounts.remember(&user);
+        let token = state.jwt.issue(&user)?;
         Ok(AuthPayload {
             token,
             user: UserView(user),
@@ -49,7 +50,8 @@ impl Mutation {
             input.password,
         )
         .await?;
-        let token = ctx.state().jwt.issue(&user)?;
+        state.accounts.remember(&user);
+        let token = state.jwt.issue(&user)?;
         Ok(AuthPayload {
             token,
             user: UserView(user),

@@ -58,10 +58,10 @@ fn first_activation() -> i32 {
 impl AsyncRunnable for ConfirmRegistration {
     async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
         let mut conn = connection().await?;
-        let outcome = mail::confirm_registration(&mut conn, self.registration_id, self.activation)
+        let mailed = mail::confirm_many(&mut conn, &[(self.registration_id, self.activation)])
             .await
             .map_err(failure)?;
-        tracing::debug!(registration_id = %self.registration_id, ?outcome, "confirmation");
+        tracing::debug!(registration_id = %self.registration_id, mailed, "confirmation");
         Ok(())
     }
 

@@ -41,15 +41,21 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    HOUSEKEEPING_QUEUE, MAX_ATTEMPTS, PruneIdempotencyKeys, QUEUES, REMINDER_QUEUE, SendReminders,
-    WAKE_CHANNEL,
+    CONFIRMATION_TASK, ConfirmRegistration, HOUSEKEEPING_QUEUE, MAX_ATTEMPTS, PruneIdempotencyKeys,
+    QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL,
     tasks::{TASK_DB, UNAVAILABLE},
 };
 use crate::{
     config::JobsConfig,
     db::{PgPool, prepared},
+    error::AppError,
+    mail,
 };
 
+/// Confirmations confirmed together in one statement.
+const CONFIRMATION_BATCH: usize = 64;
+/// The least time between two claims that found work: what a busy worker's batches gather.
+const GATHER: Duration = Duration::from_millis(100);
 /// How long to wait before reconnecting the LISTEN connection or retrying the start.
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
 /// Under load, at most one `NOTIFY` per this interval and process: a wake-up per round trip
@@ -388,6 +394,9 @@ impl Worker {
         let lease = self.lease();
         let sweep_every = (lease / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut next_sweep = Instant::now();
+        // After a claim that found work, the next one waits a moment, so that under load
+        // confirmations gather into large batches rather than one statement each.
+        let mut claim_after = Instant::now();
         let mut running = JoinSet::new();
         // Succeeded, still `in_progress`: deleted by the next claim (or rescued and run
         // again, harmlessly, if this process dies first).
@@ -402,16 +411,31 @@ impl Worker {
             }
             let free = concurrency - running.len();
             let mut saturated = free < claim_at;
-            if !saturated {
-                match self.claim(free, &finished).await {
+            let gathering = Instant::now() < claim_after;
+            if !saturated && !gathering {
+                let limit = free * CONFIRMATION_BATCH;
+                match self.claim(limit, &finished).await {
                     Ok(tasks) => {
                         self.let_go(&finished);
                         finished.clear();
-                        // A full batch means more may be due: claim again when slots free.
-                        saturated = tasks.len() == free;
-                        for task in tasks {
-                            self.hold(task.id);
-                            running.spawn(self.clone().execute(task));
+                        // A full claim means more may be due: claim again when slots free.
+                        saturated = tasks.len() == limit;
+                        if !tasks.is_empty() {
+                            claim_after = Instant::now() + GATHER;
+                        }
+                        let (confirmations, others) = batches(tasks);
+                        let confirming = confirmations.iter().flatten().map(|(task, _)| task.id);
+                        for id in others.iter().map(|task| task.id).chain(confirming) {
+                            self.hold(id);
+                        }
+                        for batch in confirmations {
+                            running.spawn(self.clone().confirm(batch));
+                        }
+                        for task in others {
+                            let worker = self.clone();
+                            running.spawn(async move {
+                                worker.execute(task).await.into_iter().collect()
+                            });
                         }
                     }
                     Err(error) => tracing::warn!(%error, "cannot claim tasks"),
@@ -422,15 +446,16 @@ impl Worker {
                 Some(outcome) = running.join_next(), if !running.is_empty() => {
                     finished.extend(succeeded(outcome));
                 }
-                () = wake.notified(), if !saturated => {}
-                () = tokio::time::sleep(poll), if !saturated => {}
+                () = wake.notified(), if !saturated && !gathering => {}
+                () = tokio::time::sleep(poll), if !saturated && !gathering => {}
+                () = tokio::time::sleep_until(claim_after), if !saturated && gathering => {}
                 () = tokio::time::sleep_until(next_sweep) => {}
             }
         }
         self.drain(running, finished).await;
     }
 
-    async fn drain(&self, mut running: JoinSet<Option<Uuid>>, mut finished: Vec<Uuid>) {
+    async fn drain(&self, mut running: JoinSet<Vec<Uuid>>, mut finished: Vec<Uuid>) {
         if !running.is_empty() {
             tracing::info!(running = running.len(), "letting running tasks finish");
             let drain = Duration::from_secs(self.settings.job_drain_secs);
@@ -500,6 +525,45 @@ impl Worker {
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot look for stalled tasks"),
+        }
+    }
+
+    /// Confirms a batch of registrations in one statement; gives back the tasks finished.
+    /// While Postgres is away the batch is kept and tried again; any other failure sends
+    /// each task its own way, so that a bad row fails (and is retried) alone.
+    async fn confirm(self: Arc<Self>, batch: Vec<(ClaimedTask, ConfirmRegistration)>) -> Vec<Uuid> {
+        let targets: Vec<(Uuid, i32)> = batch
+            .iter()
+            .map(|(_, task)| (task.registration_id, task.activation))
+            .collect();
+        let mut outage = Backoff::default();
+        loop {
+            let confirmed = async {
+                let mut conn = self.db.get().await?;
+                mail::confirm_many(&mut conn, &targets).await
+            };
+            match confirmed.await {
+                Ok(_) => return batch.iter().map(|(task, _)| task.id).collect(),
+                Err(AppError::Unavailable(detail)) if !self.shutdown.is_cancelled() => {
+                    self.reached_postgres(false);
+                    tracing::warn!(%detail, tasks = batch.len(), "Postgres is unavailable; the confirmations will run when it is back");
+                    if !outage.wait(&self.shutdown).await {
+                        return Vec::new();
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = error.internal_detail().unwrap_or_default(),
+                        tasks = batch.len(),
+                        "a batch of confirmations failed; running them one by one"
+                    );
+                    let mut finished = Vec::new();
+                    for (task, _) in batch {
+                        finished.extend(self.clone().execute(task).await);
+                    }
+                    return finished;
+                }
+            }
         }
     }
 
@@ -611,6 +675,35 @@ impl Worker {
     }
 }
 
+/// Confirmation tasks (decoded), in batches of at most `CONFIRMATION_BATCH`, and every
+/// other task.
+type Batches = (
+    Vec<Vec<(ClaimedTask, ConfirmRegistration)>>,
+    Vec<ClaimedTask>,
+);
+
+fn batches(tasks: Vec<ClaimedTask>) -> Batches {
+    let mut confirmations = Vec::new();
+    let mut others = Vec::new();
+    for task in tasks {
+        let is_confirmation = task
+            .metadata
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            == Some(CONFIRMATION_TASK);
+        match serde_json::from_value::<ConfirmRegistration>(task.metadata.clone()) {
+            Ok(confirmation) if is_confirmation => confirmations.push((task, confirmation)),
+            _ => others.push(task),
+        }
+    }
+    let mut chunks = Vec::new();
+    while !confirmations.is_empty() {
+        let rest = confirmations.split_off(confirmations.len().min(CONFIRMATION_BATCH));
+        chunks.push(std::mem::replace(&mut confirmations, rest));
+    }
+    (chunks, others)
+}
+
 /// True when a task failed because Postgres could not be reached (see `tasks::failure`).
 fn is_outage(error: &FangError) -> bool {
     error.description.starts_with(UNAVAILABLE)
@@ -638,10 +731,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The id of a task that succeeded; a panic is logged (the task will be rescued as stalled).
-fn succeeded(outcome: Result<Option<Uuid>, tokio::task::JoinError>) -> Option<Uuid> {
+/// The ids of the tasks a job finished; a panic is logged (its tasks will be rescued as
+/// stalled).
+fn succeeded(outcome: Result<Vec<Uuid>, tokio::task::JoinError>) -> Vec<Uuid> {
     outcome.unwrap_or_else(|error| {
         tracing::error!(%error, "a task panicked; it will be rescued as stalled");
-        None
+        Vec::new()
     })
 }

@@ -113,7 +113,8 @@ pub async fn schema_registration(
         .replace("$1", "md5('c' || :competition)::uuid")
         .replace("$2", "md5('u' || :participant)::uuid")
         .replace("$3", &format!("'{}'", jobs::CONFIRMATION_TASK))
-        .replace("$4", &format!("'{}'", jobs::CONFIRMATION_QUEUE));
+        .replace("$4", &format!("'{}'", jobs::CONFIRMATION_QUEUE))
+        .replace("$5", "'key-' || :participant");
     let script = format!(
         "\\set competition random(1, {competitions})\n\\set seq :seq + 1\n\\set participant :client_id + (:seq - 1) * {MAX_PGBENCH_CLIENTS} + 1\n{};\n",
         statement.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -288,17 +288,25 @@ async fn registrations(args: &Args, target: &Target, scenario: Scenario) -> anyh
     let driver = Driver::new(&env.graphql_url, clients)?;
     let label = format!("{scenario:?}").to_lowercase();
     let (tally, rss) = with_peak_rss(driver.all(clients.min(participants), requests, &label)).await;
+    let ended = tokio::time::Instant::now();
     let mut report = Report::new(scenario, tally);
+    let registered = env
+        .number("SELECT count(*) AS n FROM registrations")
+        .await?;
+    if args.server_workers > 0 && env.in_process() {
+        // The server's own workers confirm during the run: how far behind they were, and
+        // how long the backlog took to drain once the clients stopped.
+        wait_for(&env, CONFIRMED, registered).await?;
+        report.extra.insert(
+            "backlog_drained_ms".into(),
+            json!(ended.elapsed().as_millis()),
+        );
+        report.extra.extend(confirmation_lag(&env).await?);
+    }
     report.oversold = Some(env.oversold().await?);
     report.rss_mib = rss.filter(|_| env.in_process());
     report.extra.insert("clients".into(), json!(clients));
-    report.extra.insert(
-        "registered".into(),
-        json!(
-            env.number("SELECT count(*) AS n FROM registrations")
-                .await?
-        ),
-    );
+    report.extra.insert("registered".into(), json!(registered));
     env.finish().await?;
     let server = &target.database_url;
     report.ceiling_tps = ceiling(args, "ceiling", |secs| {
@@ -538,16 +546,7 @@ async fn jobs_latency(args: &Args, target: &Target) -> anyhow::Result<Report> {
     wait_for(&env, CONFIRMED, tally.ok as i64).await?;
     let mut report = Report::new(Scenario::Jobs, tally);
     report.rss_mib = rss.filter(|_| env.in_process());
-    for (name, quantile) in [("confirm_p50_ms", 0.5), ("confirm_p99_ms", 0.99)] {
-        let ms = env
-            .number(&format!(
-                "SELECT (percentile_cont({quantile}) WITHIN GROUP (ORDER BY
-                    extract(epoch FROM confirmed_at - created_at)) * 1000000)::bigint AS n
-                   FROM registrations WHERE status = 'CONFIRMED'"
-            ))
-            .await?;
-        report.extra.insert(name.into(), json!(ms as f64 / 1000.0));
-    }
+    report.extra.extend(confirmation_lag(&env).await?);
     env.finish().await?;
 
     let backlog = scaled(5000.0, args.scale);
@@ -560,6 +559,22 @@ async fn jobs_latency(args: &Args, target: &Target) -> anyhow::Result<Report> {
     }
     report.extra.insert("backlog".into(), json!(backlog));
     Ok(report)
+}
+
+/// Commit → CONFIRMED, p50 and p99, over every confirmed registration.
+async fn confirmation_lag(env: &Env) -> anyhow::Result<Map<String, Value>> {
+    let mut lag = Map::new();
+    for (name, quantile) in [("confirm_p50_ms", 0.5), ("confirm_p99_ms", 0.99)] {
+        let micros = env
+            .number(&format!(
+                "SELECT (percentile_cont({quantile}) WITHIN GROUP (ORDER BY
+                    extract(epoch FROM confirmed_at - created_at)) * 1000000)::bigint AS n
+                   FROM registrations WHERE status = 'CONFIRMED'"
+            ))
+            .await?;
+        lag.insert(name.into(), json!(micros as f64 / 1000.0));
+    }
+    Ok(lag)
 }
 
 /// Queues `backlog` registrations with no worker running, then starts `pools` worker pools
