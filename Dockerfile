@@ -1,5 +1,7 @@
 # Build: a release binary with the migrations embedded.
 FROM rust:1-bookworm AS build
+# build.rs fetches GraphiQL's published files with npm.
+RUN apt-get update && apt-get install -y --no-install-recommends npm && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin mini-compete

@@ -107,6 +107,11 @@ pub struct HttpConfig {
     /// client; from anyone else the header is ignored.
     #[arg(long, env = "TRUSTED_PROXIES", global = true, value_delimiter = ',')]
     pub trusted_proxies: Vec<IpNet>,
+
+    /// Origins that browsers may call the API from (comma-separated, or `*`); unset:
+    /// same-origin only.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", global = true)]
+    pub cors_allowed_origins: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -115,6 +120,7 @@ impl Default for HttpConfig {
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             trusted_proxies: Vec::new(),
+            cors_allowed_origins: None,
         }
     }
 }

@@ -22,6 +22,9 @@ pub enum AppError {
     TooComplex(String),
     #[error("Too many attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Apollo's persisted-query link looks for this message (and the code).
+    #[error("PersistedQueryNotFound")]
+    PersistedQueryNotFound,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -57,6 +60,7 @@ impl AppError {
             Self::BadInput(_) => "BAD_USER_INPUT",
             Self::TooComplex(_) => "QUERY_TOO_COMPLEX",
             Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
             Self::AlreadyRegistered => "ALREADY_REGISTERED",

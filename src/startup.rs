@@ -1,12 +1,12 @@
 //! Assembles the application: pools, the GraphQL schema, the HTTP router and the server.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use axum::{
     Json, Router,
     extract::State,
-    http::StatusCode,
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware,
     response::IntoResponse,
     routing::{get, post},
@@ -16,14 +16,18 @@ use tokio::{
     sync::{mpsc, oneshot, watch},
 };
 use tokio_util::sync::CancellationToken;
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    trace::TraceLayer,
+};
 
 use crate::{
-    config::{Config, JobsConfig},
+    config::{Config, HttpConfig, JobsConfig},
     db,
     graphql::{
         self,
-        http::{self, Endpoint, Guard},
+        http::{self, Guard},
     },
     jobs, redis,
     state::AppState,
@@ -85,7 +89,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
         Ok(Self {
             listener,
-            router: router(state, config),
+            router: router(state, config).await,
             workers,
             fatal,
         })
@@ -199,30 +203,67 @@ async fn prepare_database(
     }
 }
 
-pub fn router(app: AppState, config: &Config) -> Router {
-    let endpoint = Endpoint {
-        schema: graphql::schema(app.clone(), &config.limits),
-        app: app.clone(),
-        documents: Arc::default(),
-        limits: Arc::new(config.limits.clone()),
-        trusted_proxies: config.http.trusted_proxies.clone().into(),
-    };
+pub async fn router(app: AppState, config: &Config) -> Router {
+    let endpoint = graphql::endpoint(app.clone(), config).await;
     let graphql = Router::new()
-        .route("/graphql", post(http::post).get(http::graphiql))
+        .route("/graphql", post(http::post).get(http::get))
+        .route("/graphiql/{name}", get(graphql::graphiql::asset))
         .with_state(endpoint)
         .route_layer(middleware::from_fn_with_state(
             Guard::new(&config.http),
             http::guard,
         ));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(app)
         .merge(graphql)
         .fallback(http::not_found)
-        .method_not_allowed_fallback(http::method_not_allowed)
+        .method_not_allowed_fallback(http::method_not_allowed);
+    // After the fallbacks: a preflight (OPTIONS) must meet CORS before the 405 fallback.
+    let routes = match cors(&config.http) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
         .layer(CatchPanicLayer::custom(http::panicked))
         .layer(TraceLayer::new_for_http())
+}
+
+/// CORS for `CORS_ALLOWED_ORIGINS` (unset: same-origin only, no CORS headers at all).
+/// Preflights may send the headers browsers' GraphQL clients use; answers are cached a day.
+fn cors(config: &HttpConfig) -> Option<CorsLayer> {
+    let origins = config.cors_allowed_origins.as_deref()?.trim();
+    let allow_origin = if origins == "*" {
+        AllowOrigin::any()
+    } else {
+        let origins: Vec<HeaderValue> = origins
+            .split(',')
+            .map(str::trim)
+            .filter(|origin| !origin.is_empty())
+            .filter_map(|origin| HeaderValue::from_str(origin).ok())
+            .collect();
+        AllowOrigin::list(origins)
+    };
+    let headers = [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "apollographql-client-name",
+        "apollographql-client-version",
+        "apollo-require-preflight",
+        "x-apollo-operation-name",
+        "apollo-query-plan-experimental",
+    ]
+    .map(HeaderName::from_static);
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers(headers)
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(Duration::from_secs(24 * 3600)),
+    )
 }
 
 /// 200 while Postgres answers and is migrated, naming each dependency's state; 503 otherwise.

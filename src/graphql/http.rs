@@ -11,13 +11,16 @@ use std::{
     time::Duration,
 };
 
-use async_graphql::{ServerError, Variables, http::GraphiQLSource};
+use async_graphql::{
+    ServerError, Variables,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+};
 use axum::{
     body::{Body, Bytes},
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, RawQuery, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::Next,
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
 };
 use ipnet::IpNet;
 use serde::Serialize;
@@ -26,11 +29,13 @@ use tokio::sync::Semaphore;
 
 use super::{
     AppSchema,
+    completion::Shapes,
     context::{ClientAddress, IdempotencyKeyHeader, Viewer},
     documents::DocumentCache,
     errors::{classify, refusal},
     limits::{self, DocumentLimits, Refused},
     loaders::DbLoader,
+    persisted::PersistedQueries,
 };
 use crate::{
     auth::{Claims, JwtKeys},
@@ -51,7 +56,10 @@ const RETRY_AFTER_SECS: &str = "1";
 pub struct Endpoint {
     pub app: AppState,
     pub schema: AppSchema,
+    /// The schema's types, for spec-exact results.
+    pub shapes: Arc<Shapes>,
     pub documents: Arc<DocumentCache>,
+    pub persisted: Arc<PersistedQueries>,
     pub limits: Arc<DocumentLimits>,
     pub trusted_proxies: Arc<[IpNet]>,
 }
@@ -112,6 +120,8 @@ pub struct Refusal {
     /// `application/graphql-response+json`, and `application/json` gets 200.
     transport: bool,
     error: AppError,
+    /// The methods to name in `Allow` (a 405).
+    allow: Option<&'static str>,
 }
 
 impl Refusal {
@@ -121,6 +131,7 @@ impl Refusal {
             status,
             transport: true,
             error,
+            allow: None,
         }
     }
 
@@ -141,6 +152,7 @@ impl Refusal {
             status,
             transport,
             error,
+            allow: None,
         }
     }
 
@@ -157,6 +169,11 @@ impl Refusal {
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),
             );
+        }
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         response
     }
@@ -205,6 +222,14 @@ pub struct GraphqlRequest {
     pub query: Option<String>,
     pub operation_name: Option<String>,
     pub variables: Map<String, Value>,
+    pub extensions: Map<String, Value>,
+}
+
+/// How the request came: a GET may only run queries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
 }
 
 pub async fn post(
@@ -218,7 +243,95 @@ pub async fn post(
         Ok(request) => request,
         Err(refusal) => return refusal.respond(media),
     };
-    run(&endpoint, peer.ip(), &headers, media, request).await
+    run(&endpoint, peer.ip(), &headers, media, Method::Post, request).await
+}
+
+/// GET: GraphiQL for a browser (its `Accept` prefers HTML), the query of the URL executed
+/// for anyone else (queries only: a mutation is 405, `Allow: POST`).
+pub async fn get(
+    State(endpoint): State<Endpoint>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if prefers_html(&headers) {
+        return super::graphiql::page().await.into_response();
+    }
+    let media = Media::negotiate(&headers);
+    match parse_url(raw.as_deref().unwrap_or_default(), &endpoint.limits) {
+        Ok(request) => run(&endpoint, peer.ip(), &headers, media, Method::Get, request).await,
+        Err(refusal) => refusal.respond(media),
+    }
+}
+
+/// True when `Accept` names `text/html` at least as warmly as any JSON type (browsers;
+/// `*/*` alone does not count).
+fn prefers_html(headers: &HeaderMap) -> bool {
+    let (mut html, mut json) = (None::<f32>, 0.0_f32);
+    for range in headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+    {
+        let mut parts = range.split(';');
+        let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|param| param.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match essence.as_str() {
+            "text/html" => html = Some(html.map_or(quality, |seen| seen.max(quality))),
+            "application/json" | GRAPHQL_RESPONSE => json = json.max(quality),
+            _ => {}
+        }
+    }
+    html.is_some_and(|html| html > 0.0 && html >= json)
+}
+
+/// The parameters of a GET: `query`, `operationName`, and `variables` and `extensions`
+/// as URL-encoded JSON.
+fn parse_url(raw: &str, limits: &DocumentLimits) -> Result<GraphqlRequest, Refusal> {
+    let mut request = GraphqlRequest {
+        query: None,
+        operation_name: None,
+        variables: Map::new(),
+        extensions: Map::new(),
+    };
+    for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+        match name.as_ref() {
+            "query" => request.query = Some(value.into_owned()),
+            "operationName" => request.operation_name = Some(value.into_owned()),
+            "variables" => request.variables = json_object("variables", &value, limits)?,
+            "extensions" => request.extensions = json_object("extensions", &value, limits)?,
+            _ => {}
+        }
+    }
+    if contains_nul(&request.variables) {
+        return Err(Refusal::request(bad_input(
+            "text must not contain NUL characters",
+        )));
+    }
+    Ok(request)
+}
+
+/// A JSON object given as a URL parameter, its nesting bounded before it is decoded.
+fn json_object(
+    name: &str,
+    text: &str,
+    limits: &DocumentLimits,
+) -> Result<Map<String, Value>, Refusal> {
+    if limits::json_nesting(text.as_bytes()) > limits.max_value_depth + 1 {
+        return Err(Refusal::request(AppError::TooComplex(format!(
+            "{name} nest deeper than {}",
+            limits.max_value_depth
+        ))));
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(Value::Null) => Ok(Map::new()),
+        _ => Err(bad_request(&format!("{name} must be a JSON object"))),
+    }
 }
 
 /// Reads a POST body: JSON, within `BODY_LIMIT_BYTES` (whether announced or chunked).
@@ -302,8 +415,8 @@ fn parse_body(bytes: &[u8], limits: &DocumentLimits) -> Result<GraphqlRequest, R
         query: text("query")?,
         operation_name: text("operationName")?,
         variables: object("variables")?,
+        extensions: object("extensions")?,
     };
-    object("extensions")?;
     if contains_nul(&request.variables) {
         return Err(Refusal::request(bad_input(
             "text must not contain NUL characters",
@@ -344,16 +457,33 @@ async fn run(
     peer: IpAddr,
     headers: &HeaderMap,
     media: Media,
+    method: Method,
     request: GraphqlRequest,
 ) -> Response {
-    let Some(query) = request.query else {
+    if request.query.is_none() && !request.extensions.contains_key("persistedQuery") {
         return Refusal::transport(StatusCode::BAD_REQUEST, bad_input("a query is required"))
             .respond(media);
+    }
+    let query = match endpoint
+        .persisted
+        .resolve(request.query, &request.extensions)
+    {
+        Ok(query) => query,
+        Err(error) => return Refusal::request(error).respond(media),
     };
     let document = match endpoint.documents.prepare(&query, &endpoint.limits).await {
         Ok(document) => document,
         Err(refused) => return Refusal::from(refused).respond(media),
     };
+    let operation_name = request.operation_name;
+    if method == Method::Get && is_mutation(&document, operation_name.as_deref()) {
+        let mut refusal = Refusal::transport(
+            StatusCode::METHOD_NOT_ALLOWED,
+            bad_input("mutations must be sent with POST"),
+        );
+        refusal.allow = Some("POST");
+        return refusal.respond(media);
+    }
     let viewer = match caller(&endpoint.app, headers).await {
         Ok(viewer) => viewer,
         Err(error) => return Refusal::request(error).respond(media),
@@ -362,8 +492,9 @@ async fn run(
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
         .map(|value| value.to_str().unwrap_or_default().to_owned());
+    let variables = Variables::from_json(Value::Object(request.variables));
     let mut graphql = async_graphql::Request::new(query)
-        .variables(Variables::from_json(Value::Object(request.variables)))
+        .variables(variables.clone())
         .data(Viewer(viewer))
         .data(IdempotencyKeyHeader(idempotency_key))
         .data(ClientAddress(client_address(
@@ -372,8 +503,8 @@ async fn run(
             &endpoint.trusted_proxies,
         )))
         .data(DbLoader::for_request(endpoint.app.db.clone()));
-    if let Some(name) = request.operation_name {
-        graphql = graphql.operation_name(name);
+    if let Some(name) = &operation_name {
+        graphql = graphql.operation_name(name.clone());
     }
     graphql.set_parsed_query((*document).clone());
     let mut response = endpoint.schema.execute(graphql).await;
@@ -382,16 +513,37 @@ async fn run(
     let not_executed = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|error| error.path.is_empty());
-    let (status, data) = match (media, not_executed) {
-        (Media::GraphqlResponse, true) => (StatusCode::BAD_REQUEST, None),
-        (Media::Json, true) => (StatusCode::OK, None),
-        (_, false) => (StatusCode::OK, Some(&response.data)),
-    };
+    if not_executed {
+        let status = match media {
+            Media::GraphqlResponse => StatusCode::BAD_REQUEST,
+            Media::Json => StatusCode::OK,
+        };
+        return json_response(status, media, &ResponseBody::errors(&response.errors));
+    }
+    let data = endpoint.shapes.complete(
+        &document,
+        operation_name.as_deref(),
+        &variables,
+        std::mem::take(&mut response.data),
+    );
     let body = ResponseBody {
-        data,
+        data: Some(&data),
         errors: &response.errors,
     };
-    json_response(status, media, &body)
+    json_response(StatusCode::OK, media, &body)
+}
+
+/// True when the operation the request selects is a mutation.
+fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    let selected = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => Some(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
+        }
+        _ => None,
+    };
+    selected.is_some_and(|operation| operation.node.ty == OperationType::Mutation)
 }
 
 /// The caller named by a valid bearer token, as the account is now. A request without
@@ -444,10 +596,6 @@ pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> I
         .or(hops.first())
         .copied()
         .unwrap_or(peer)
-}
-
-pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
 /// Bounds what the GraphQL endpoint takes on: requests in flight (beyond, refused at once)

@@ -1,19 +1,27 @@
 //! The GraphQL API of API.md: thin resolvers over the domain modules.
 
+mod completion;
 mod context;
 pub mod documents;
 mod errors;
+pub mod graphiql;
 pub mod http;
 pub mod limits;
 mod loaders;
 mod model;
 mod mutation;
+mod persisted;
 mod query;
 mod scalars;
 
-use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
+use std::sync::Arc;
 
-use crate::{config::DocumentLimits, state::AppState};
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
+
+use crate::{
+    config::{Config, DocumentLimits},
+    state::AppState,
+};
 
 pub type AppSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
@@ -23,7 +31,7 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, EmptySubscriptio
 
 /// The executable schema. Documents reach it only through `limits`' checks, which bound
 /// what async-graphql's own depth and complexity checks (applied here too) may cost.
-pub fn schema(state: AppState, limits: &DocumentLimits) -> AppSchema {
+fn schema(state: AppState, limits: &DocumentLimits) -> AppSchema {
     builder()
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
@@ -32,7 +40,33 @@ pub fn schema(state: AppState, limits: &DocumentLimits) -> AppSchema {
         .finish()
 }
 
-/// The SDL that `schema.graphql` holds.
+/// The schema's own description (introspection's `__schema { description }`, and the
+/// description of `schema` in `schema.graphql`).
+pub const DESCRIPTION: &str = "Mini-Compete: competitions with a capacity and a registration \
+deadline. Organizers create them; participants sign up, log in and register: idempotently \
+(an Idempotency-Key makes retries safe) and never beyond capacity.";
+
+/// The GraphQL endpoint: the executable schema, and what answers and checks requests.
+pub async fn endpoint(app: AppState, config: &Config) -> http::Endpoint {
+    let schema = schema(app.clone(), &config.limits);
+    let shapes = completion::Shapes::read(&schema, DESCRIPTION).await;
+    http::Endpoint {
+        schema,
+        shapes: Arc::new(shapes),
+        app,
+        documents: Arc::default(),
+        persisted: Arc::default(),
+        limits: Arc::new(config.limits.clone()),
+        trusted_proxies: config.http.trusted_proxies.clone().into(),
+    }
+}
+
+/// The SDL that `schema.graphql` holds: what full introspection reports, `@specifiedBy`
+/// and the schema's description included.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    let sdl = builder()
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().include_specified_by());
+    let description = format!("\"\"\"\n{DESCRIPTION}\n\"\"\"\nschema {{");
+    sdl.replacen("schema {", &description, 1)
 }

@@ -3,6 +3,7 @@
 mod auth;
 mod competitions;
 mod faults;
+mod frontend;
 mod helpers;
 mod hostile;
 mod jobs;

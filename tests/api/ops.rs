@@ -149,7 +149,13 @@ async fn a_repeated_document_is_checked_and_run_afresh_each_time() {
 #[tokio::test(flavor = "multi_thread")]
 async fn graphiql_page_and_its_introspection_work() {
     let app = TestApp::spawn().await;
-    let page = app.client.get(app.url("/graphql")).send().await.unwrap();
+    let page = app
+        .client
+        .get(app.url("/graphql"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     assert!(
         page.text()
