@@ -10,7 +10,12 @@
 //!
 //! The type of every field comes from the schema's own introspection, read once.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    cell::RefCell,
+    collections::{HashMap, HashSet},
+    rc::Rc,
+    sync::LazyLock,
+};
 
 use async_graphql::{
     Name, Positioned, Value, Variables,
@@ -19,6 +24,10 @@ use async_graphql::{
         Directive, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
     },
 };
+
+/// `__typename`'s type, on every object.
+static TYPENAME: LazyLock<TypeRef> =
+    LazyLock::new(|| TypeRef::NonNull(Box::new(TypeRef::Named("String".into()))));
 
 /// A field's type, as introspection tells it.
 #[derive(Debug, Clone)]
@@ -97,6 +106,7 @@ impl Shapes {
         operation_name: Option<&str>,
         variables: &Variables,
         data: Value,
+        had_errors: bool,
     ) -> Value {
         let operation = match (&document.operations, operation_name) {
             (DocumentOperations::Single(operation), _) => operation,
@@ -124,8 +134,15 @@ impl Shapes {
             shapes: self,
             document,
             variables,
+            collected: RefCell::default(),
         };
-        match walk.object(root, &[&operation.node.selection_set], object) {
+        let root_sets = [&operation.node.selection_set];
+        // Most results are already exact (no field failed, no field came late): checking
+        // costs no allocation, rebuilding would.
+        if !had_errors && walk.is_exact(root, &root_sets, &object) {
+            return Value::Object(object);
+        }
+        match walk.object(root, &root_sets, object) {
             Some(object) => Value::Object(object),
             None => Value::Null,
         }
@@ -144,6 +161,9 @@ struct Walk<'a> {
     shapes: &'a Shapes,
     document: &'a ExecutableDocument,
     variables: &'a Variables,
+    /// The fields collected for a type and selection sets, once per walk: every item of a
+    /// list is the same selection on the same type.
+    collected: RefCell<HashMap<(&'a str, Vec<usize>), Rc<[Collected<'a>]>>>,
 }
 
 /// A response key, the field it answers and the selection sets merged under it.
@@ -158,46 +178,114 @@ impl<'a> Walk<'a> {
     /// makes the object itself null.
     fn object(
         &self,
-        type_name: &str,
+        type_name: &'a str,
         sets: &[&'a Positioned<SelectionSet>],
         mut data: IndexMap<Name, Value>,
     ) -> Option<IndexMap<Name, Value>> {
+        let collected = self.collected_fields(type_name, sets);
+        let mut completed = IndexMap::with_capacity(collected.len());
+        for Collected { key, field, sets } in collected.iter() {
+            // The order of `data` no longer matters: take values out in O(1).
+            let value = data.swap_remove(*key).unwrap_or(Value::Null);
+            let value = if type_name == "__Schema" && *field == "description" {
+                Value::String(self.shapes.schema_description.to_owned())
+            } else {
+                value
+            };
+            let value = match self.field_type(type_name, field) {
+                Some(field_type) => self.value(field_type, sets, value)?,
+                // Unknown to introspection (cannot happen after validation): as it came.
+                None => value,
+            };
+            completed.insert((*key).clone(), value);
+        }
+        Some(completed)
+    }
+
+    /// True when `data` is already what `object` would make of it: every selected key, in
+    /// order, no null in a non-null position, and no value of ours to put in.
+    fn is_exact(
+        &self,
+        type_name: &'a str,
+        sets: &[&'a Positioned<SelectionSet>],
+        data: &IndexMap<Name, Value>,
+    ) -> bool {
+        let collected = self.collected_fields(type_name, sets);
+        collected.len() == data.len()
+            && type_name != "__Schema"
+            && collected
+                .iter()
+                .zip(data)
+                .all(|(Collected { key, field, sets }, (name, value))| {
+                    *key == name
+                        && match self.field_type(type_name, field) {
+                            Some(field_type) => self.is_exact_value(field_type, sets, value),
+                            None => true,
+                        }
+                })
+    }
+
+    fn is_exact_value(
+        &self,
+        ty: &'a TypeRef,
+        sets: &[&'a Positioned<SelectionSet>],
+        value: &Value,
+    ) -> bool {
+        match (ty, value) {
+            (TypeRef::NonNull(_), Value::Null) => false,
+            (TypeRef::NonNull(inner), value) => self.is_exact_value(inner, sets, value),
+            (TypeRef::List(inner), Value::List(items)) => items
+                .iter()
+                .all(|item| self.is_exact_value(inner, sets, item)),
+            (TypeRef::Named(name), Value::Object(object))
+                if !sets.is_empty() && !self.shapes.abstract_types.contains(name) =>
+            {
+                self.is_exact(name, sets, object)
+            }
+            _ => true,
+        }
+    }
+
+    fn field_type(&self, type_name: &str, field: &str) -> Option<&'a TypeRef> {
+        if field == "__typename" {
+            return Some(&*TYPENAME);
+        }
+        self.shapes
+            .fields
+            .get(type_name)
+            .and_then(|fields| fields.get(field))
+    }
+
+    fn collected_fields(
+        &self,
+        type_name: &'a str,
+        sets: &[&'a Positioned<SelectionSet>],
+    ) -> Rc<[Collected<'a>]> {
+        let key = (
+            type_name,
+            sets.iter()
+                .map(|set| std::ptr::from_ref(*set) as usize)
+                .collect(),
+        );
+        if let Some(collected) = self.collected.borrow().get(&key) {
+            return Rc::clone(collected);
+        }
         let mut collected = Vec::new();
         let mut fragments_seen = HashSet::new();
         for set in sets {
             self.collect(type_name, set, &mut collected, &mut fragments_seen);
         }
-        let mut completed = IndexMap::with_capacity(collected.len());
-        for Collected { key, field, sets } in collected {
-            let value = data.shift_remove(key).unwrap_or(Value::Null);
-            let value = if type_name == "__Schema" && field == "description" {
-                Value::String(self.shapes.schema_description.to_owned())
-            } else {
-                value
-            };
-            let field_type = if field == "__typename" {
-                Some(TypeRef::NonNull(Box::new(TypeRef::Named("String".into()))))
-            } else {
-                self.shapes
-                    .fields
-                    .get(type_name)
-                    .and_then(|fields| fields.get(field))
-                    .cloned()
-            };
-            let value = match field_type {
-                Some(field_type) => self.value(&field_type, &sets, value)?,
-                // Unknown to introspection (cannot happen after validation): as it came.
-                None => value,
-            };
-            completed.insert(key.clone(), value);
-        }
-        Some(completed)
+        let collected: Rc<[Collected<'a>]> = collected.into();
+        self.collected
+            .borrow_mut()
+            .insert(key, Rc::clone(&collected));
+        collected
     }
 
     /// A value of type `ty`; `None` when it is null in a non-null position.
     fn value(
         &self,
-        ty: &TypeRef,
+        ty: &'a TypeRef,
         sets: &[&'a Positioned<SelectionSet>],
         value: Value,
     ) -> Option<Value> {

@@ -525,6 +525,7 @@ async fn run(
         operation_name.as_deref(),
         &variables,
         std::mem::take(&mut response.data),
+        !response.errors.is_empty(),
     );
     let body = ResponseBody {
         data: Some(&data),
