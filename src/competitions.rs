@@ -7,13 +7,14 @@ use diesel::{
     prelude::*,
     sql_types::{BigInt, Bool, Text, Timestamptz, Uuid as SqlUuid},
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
     auth::Claims,
-    db::prepared,
+    db::{PgPool, prepared},
     error::{AppError, AppResult, bad_input, violates},
+    registrations,
     schema::competitions,
     users::{Role, User},
     validation,
@@ -36,6 +37,8 @@ pub struct Competition {
     pub reg_deadline: DateTime<Utc>,
     pub start_date: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    pub waitlist_count: i32,
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 impl Competition {
@@ -43,9 +46,9 @@ impl Competition {
         self.capacity - self.registered_count
     }
 
-    /// Open: before the deadline and with a seat left.
+    /// Open: not cancelled, before the deadline and with a seat left.
     pub fn is_open(&self, now: DateTime<Utc>) -> bool {
-        now < self.reg_deadline && self.seats_left() > 0
+        self.cancelled_at.is_none() && now < self.reg_deadline && self.seats_left() > 0
     }
 }
 
@@ -71,46 +74,234 @@ pub struct CompetitionRow {
     pub start_date: DateTime<Utc>,
 }
 
+/// The rules of API.md, one per field, shared by creating and updating.
+fn title(raw: &str) -> AppResult<String> {
+    validation::text("title", raw, 1, 200)
+}
+
+fn description(raw: &str) -> AppResult<String> {
+    validation::text("description", raw, 0, 5_000)
+}
+
+/// Trimmed and without repeats.
+fn tags(raw: &[String]) -> AppResult<Vec<String>> {
+    if raw.len() > MAX_TAGS {
+        return Err(bad_input(format!("at most {MAX_TAGS} tags")));
+    }
+    let mut tags = Vec::with_capacity(raw.len());
+    for tag in raw {
+        let tag = validation::text("tag", tag, 1, 40)?;
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    Ok(tags)
+}
+
+fn capacity(capacity: i32) -> AppResult<i32> {
+    if CAPACITY.contains(&capacity) {
+        Ok(capacity)
+    } else {
+        Err(bad_input("capacity must be between 1 and 1000000"))
+    }
+}
+
+fn deadline_ahead(reg_deadline: DateTime<Utc>) -> AppResult<DateTime<Utc>> {
+    if reg_deadline > Utc::now() {
+        Ok(reg_deadline)
+    } else {
+        Err(bad_input("regDeadline must be in the future"))
+    }
+}
+
+fn start_after(start_date: DateTime<Utc>, reg_deadline: DateTime<Utc>) -> AppResult<DateTime<Utc>> {
+    if start_date > reg_deadline {
+        Ok(start_date)
+    } else {
+        Err(bad_input("startDate must be after regDeadline"))
+    }
+}
+
 impl NewCompetition {
     /// Applies API.md's rules; the start date defaults to one day after the deadline.
     pub fn validate(self, id: Uuid, organizer_id: Uuid) -> AppResult<CompetitionRow> {
-        let title = validation::text("title", &self.title, 1, 200)?;
-        let description = validation::text("description", &self.description, 0, 5_000)?;
-        if self.tags.len() > MAX_TAGS {
-            return Err(bad_input(format!("at most {MAX_TAGS} tags")));
-        }
-        let mut tags = Vec::with_capacity(self.tags.len());
-        for tag in &self.tags {
-            let tag = validation::text("tag", tag, 1, 40)?;
-            if !tags.contains(&tag) {
-                tags.push(tag);
-            }
-        }
-        if !CAPACITY.contains(&self.capacity) {
-            return Err(bad_input("capacity must be between 1 and 1000000"));
-        }
-        if self.reg_deadline <= Utc::now() {
-            return Err(bad_input("regDeadline must be in the future"));
-        }
+        let reg_deadline = deadline_ahead(self.reg_deadline)?;
         let start_date = match self.start_date {
             Some(start_date) => start_date,
-            None => validation::date_plus("startDate", self.reg_deadline, TimeDelta::days(1))?,
+            None => validation::date_plus("startDate", reg_deadline, TimeDelta::days(1))?,
         };
-        if start_date <= self.reg_deadline {
-            return Err(bad_input("startDate must be after regDeadline"));
-        }
         Ok(CompetitionRow {
             id,
             organizer_id,
-            title,
-            description,
-            tags,
-            capacity: self.capacity,
-            reg_deadline: self.reg_deadline,
-            start_date,
+            title: title(&self.title)?,
+            description: description(&self.description)?,
+            tags: tags(&self.tags)?,
+            capacity: capacity(self.capacity)?,
+            reg_deadline,
+            start_date: start_after(start_date, reg_deadline)?,
         })
     }
 }
+
+/// An organizer's changes; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct CompetitionChanges {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub capacity: Option<i32>,
+    pub reg_deadline: Option<DateTime<Utc>>,
+    pub start_date: Option<DateTime<Utc>>,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = competitions)]
+struct ChangedRow {
+    title: String,
+    description: String,
+    tags: Vec<String>,
+    capacity: i32,
+    reg_deadline: DateTime<Utc>,
+    start_date: DateTime<Utc>,
+}
+
+impl CompetitionChanges {
+    /// The competition as it will be: the create rules on the result, a changed deadline
+    /// in the future, and no fewer seats than are taken.
+    fn apply(self, current: &Competition) -> AppResult<ChangedRow> {
+        let reg_deadline = match self.reg_deadline {
+            Some(deadline) if deadline != current.reg_deadline => deadline_ahead(deadline)?,
+            _ => current.reg_deadline,
+        };
+        let capacity = capacity(self.capacity.unwrap_or(current.capacity))?;
+        if capacity < current.registered_count {
+            return Err(bad_input(format!(
+                "capacity cannot go below the {} seats taken",
+                current.registered_count
+            )));
+        }
+        Ok(ChangedRow {
+            title: self
+                .title
+                .as_deref()
+                .map_or(Ok(current.title.clone()), title)?,
+            description: self
+                .description
+                .as_deref()
+                .map_or(Ok(current.description.clone()), description)?,
+            tags: self
+                .tags
+                .as_deref()
+                .map_or(Ok(current.tags.clone()), tags)?,
+            capacity,
+            reg_deadline,
+            start_date: start_after(self.start_date.unwrap_or(current.start_date), reg_deadline)?,
+        })
+    }
+}
+
+/// The competition `id`, if `caller` organizes it: `NOT_FOUND`, `FORBIDDEN` otherwise.
+async fn owned(
+    conn: &mut AsyncPgConnection,
+    caller: &Claims,
+    id: Uuid,
+    locked: bool,
+) -> AppResult<Competition> {
+    let query = competitions::table
+        .find(id)
+        .select(Competition::as_select());
+    let found = if locked {
+        query.for_update().first(conn).await.optional()?
+    } else {
+        query.first(conn).await.optional()?
+    };
+    let competition = found.ok_or(AppError::NotFound("competition"))?;
+    if competition.organizer_id != caller.sub {
+        return Err(AppError::Forbidden(
+            "only the competition's organizer can change it",
+        ));
+    }
+    Ok(competition)
+}
+
+/// Its organizer's changes. Raising the capacity promotes from the waiting list in the
+/// same transaction. Under the row lock: the locking read, the update and the promotion.
+pub async fn update(
+    db: &PgPool,
+    caller: &Claims,
+    id: Uuid,
+    changes: CompetitionChanges,
+) -> AppResult<Competition> {
+    let mut conn = db.get().await?;
+    // Refused early, without a lock, when it is not the caller's.
+    owned(&mut conn, caller, id, false).await?;
+    conn.transaction(async |conn| {
+        let current = owned(conn, caller, id, true).await?;
+        if current.cancelled_at.is_some() {
+            return Err(bad_input("a cancelled competition cannot be changed"));
+        }
+        let row = changes.apply(&current)?;
+        let raised = row.capacity > current.capacity;
+        let mut updated = diesel::update(competitions::table.find(id))
+            .set(&row)
+            .returning(Competition::as_returning())
+            .get_result(conn)
+            .await?;
+        if raised && registrations::promote(conn, id, 0).await? > 0 {
+            updated = find(conn, id)
+                .await?
+                .ok_or(AppError::NotFound("competition"))?;
+        }
+        Ok(updated)
+    })
+    .await
+}
+
+/// Its organizer calls it off: every registration and waiting entry is cancelled and mailed
+/// once (`COMPETITION_CANCELLED`), reminders stop, registering is closed. One statement.
+pub async fn cancel(db: &PgPool, caller: &Claims, id: Uuid) -> AppResult<Competition> {
+    let mut conn = db.get().await?;
+    owned(&mut conn, caller, id, false).await?;
+    prepared(CANCEL_COMPETITION)
+        .bind::<SqlUuid, _>(id)
+        .get_result::<Competition>(&mut conn)
+        .await
+        .optional()?
+        .ok_or_else(|| bad_input("the competition is already cancelled"))
+}
+
+/// Cancels competition `$1` and everything registered for it, mailing each participant
+/// once; no row when it was cancelled already.
+const CANCEL_COMPETITION: &str = r#"
+WITH cancelled AS (
+    UPDATE competitions
+       SET cancelled_at = now(), registered_count = 0, waitlist_count = 0
+     WHERE id = $1 AND cancelled_at IS NULL
+    RETURNING *
+), dropped AS (
+    UPDATE registrations r
+       SET status = 'CANCELLED', cancelled_at = now(), waitlist_seq = NULL
+      FROM cancelled c
+     WHERE r.competition_id = c.id AND r.status <> 'CANCELLED'
+    RETURNING r.id, r.user_id, r.activation
+), mailed AS (
+    INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
+    SELECT u.id, d.id, 'COMPETITION_CANCELLED', d.activation, u.email,
+           format('Cancelled: %s', c.title),
+           format(E'Hello %s,
+
+"%s", which was to start on %s UTC, has been cancelled by its organizer. Your registration is cancelled.
+
+Mini-Compete',
+                  u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
+      FROM dropped d
+      JOIN users u ON u.id = d.user_id
+     CROSS JOIN cancelled c
+    ON CONFLICT (registration_id, kind, activation) DO NOTHING
+)
+SELECT id, organizer_id, title, description, tags, capacity, registered_count, reg_deadline,
+       start_date, created_at, waitlist_count, cancelled_at
+  FROM cancelled"#;
 
 /// Organizers only.
 pub async fn create(
@@ -151,6 +342,8 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<Co
 pub struct Filter {
     pub tag: Option<String>,
     pub open_only: bool,
+    /// One organizer's competitions only.
+    pub organizer_id: Option<Uuid>,
 }
 
 /// Position after a competition in the listing order (`created_at DESC, id DESC`).
@@ -210,7 +403,8 @@ pub struct Page {
 /// The open-only filter on `c`, switched by `$1`.
 macro_rules! open_only {
     () => {
-        "(NOT $1 OR (c.reg_deadline > now() AND c.registered_count < c.capacity))"
+        "(NOT $1 OR (c.reg_deadline > now() AND c.registered_count < c.capacity
+                     AND c.cancelled_at IS NULL))"
     };
 }
 
@@ -222,6 +416,7 @@ macro_rules! listing {
         concat!(
             "SELECT c.id, c.organizer_id, c.title, c.description, c.tags, c.capacity,
                     c.registered_count, c.reg_deadline, c.start_date, c.created_at,
+                    c.waitlist_count, c.cancelled_at,
                     u.name AS organizer_name, u.email AS organizer_email,
                     u.role AS organizer_role, u.created_at AS organizer_created_at
                FROM competitions c JOIN users u ON u.id = c.organizer_id
@@ -248,8 +443,14 @@ macro_rules! counting {
 
 const LIST_ALL: &str = listing!("");
 const LIST_TAGGED: &str = listing!("AND c.tags @> ARRAY[$5::text]");
+const LIST_OF_ORGANIZER: &str = listing!("AND c.organizer_id = $5");
+const LIST_TAGGED_OF_ORGANIZER: &str =
+    listing!("AND c.tags @> ARRAY[$5::text] AND c.organizer_id = $6");
 const COUNT_ALL: &str = counting!("");
 const COUNT_TAGGED: &str = counting!("AND c.tags @> ARRAY[$2::text]");
+const COUNT_OF_ORGANIZER: &str = counting!("AND c.organizer_id = $2");
+const COUNT_TAGGED_OF_ORGANIZER: &str =
+    counting!("AND c.tags @> ARRAY[$2::text] AND c.organizer_id = $3");
 
 #[derive(QueryableByName)]
 struct ListedRow {
@@ -276,21 +477,24 @@ pub async fn list(
         return Err(bad_input(format!("first must be 0 to {MAX_PAGE_SIZE}")));
     }
     let after = after.unwrap_or(Cursor::START);
-    let query = prepared(if filter.tag.is_some() {
-        LIST_TAGGED
-    } else {
-        LIST_ALL
-    })
-    .bind::<Bool, _>(filter.open_only)
-    .bind::<Timestamptz, _>(after.created_at)
-    .bind::<SqlUuid, _>(after.id)
-    .bind::<BigInt, _>(first + 1);
-    let rows: Vec<ListedRow> = match &filter.tag {
-        Some(tag) => query.bind::<Text, _>(tag.clone()),
-        None => query,
+    let statement = match (&filter.tag, filter.organizer_id) {
+        (None, None) => LIST_ALL,
+        (Some(_), None) => LIST_TAGGED,
+        (None, Some(_)) => LIST_OF_ORGANIZER,
+        (Some(_), Some(_)) => LIST_TAGGED_OF_ORGANIZER,
+    };
+    let mut query = prepared(statement)
+        .bind::<Bool, _>(filter.open_only)
+        .bind::<Timestamptz, _>(after.created_at)
+        .bind::<SqlUuid, _>(after.id)
+        .bind::<BigInt, _>(first + 1);
+    if let Some(tag) = &filter.tag {
+        query = query.bind::<Text, _>(tag.clone());
     }
-    .load(conn)
-    .await?;
+    if let Some(organizer_id) = filter.organizer_id {
+        query = query.bind::<SqlUuid, _>(organizer_id);
+    }
+    let rows: Vec<ListedRow> = query.load(conn).await?;
     let has_next_page = rows.len() as i64 > first;
     let (items, organizers) = rows
         .into_iter()
@@ -320,12 +524,19 @@ struct Count {
 }
 
 pub async fn count(conn: &mut AsyncPgConnection, filter: &Filter) -> AppResult<i64> {
-    let query = match &filter.tag {
-        Some(tag) => prepared(COUNT_TAGGED)
-            .bind::<Bool, _>(filter.open_only)
-            .bind::<Text, _>(tag.clone()),
-        None => prepared(COUNT_ALL).bind::<Bool, _>(filter.open_only),
+    let statement = match (&filter.tag, filter.organizer_id) {
+        (None, None) => COUNT_ALL,
+        (Some(_), None) => COUNT_TAGGED,
+        (None, Some(_)) => COUNT_OF_ORGANIZER,
+        (Some(_), Some(_)) => COUNT_TAGGED_OF_ORGANIZER,
     };
+    let mut query = prepared(statement).bind::<Bool, _>(filter.open_only);
+    if let Some(tag) = &filter.tag {
+        query = query.bind::<Text, _>(tag.clone());
+    }
+    if let Some(organizer_id) = filter.organizer_id {
+        query = query.bind::<SqlUuid, _>(organizer_id);
+    }
     Ok(query.get_result::<Count>(conn).await?.n)
 }
 

@@ -29,11 +29,17 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 pub enum MailKind {
     Confirmation,
     Reminder,
+    Promoted,
+    WaitlistClosed,
+    CompetitionCancelled,
 }
 
 crate::db::text_enum!(MailKind {
     Confirmation = "CONFIRMATION",
     Reminder = "REMINDER",
+    Promoted = "PROMOTED",
+    WaitlistClosed = "WAITLIST_CLOSED",
+    CompetitionCancelled = "COMPETITION_CANCELLED",
 });
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -47,29 +53,62 @@ pub struct Mail {
     pub sent_at: DateTime<Utc>,
 }
 
-/// Confirms registrations (`$1` ids, `$2` their activations) unless cancelled (or cancelled
-/// and made again: a newer activation has its own task), and mails each participant once
-/// per activation; the mailbox rows and the status changes commit together, or not at all.
+/// Confirms registrations (`$1` ids, `$2` their activations, `$3` whether a seat came from
+/// the waiting list) unless cancelled (or cancelled and made again: a newer activation has
+/// its own task), and mails each participant once per activation, CONFIRMATION or PROMOTED; the mailbox rows and the status changes commit together, or not at all.
 /// A worker confirms a whole claimed batch with it, in one statement and one commit: under
 /// load, that is what lets confirmations keep pace with registrations.
 const CONFIRM_MANY: &str = r#"
 WITH wanted AS (
-    SELECT * FROM unnest($1::uuid[], $2::integer[]) AS w (registration_id, activation)
+    SELECT * FROM unnest($1::uuid[], $2::integer[], $3::boolean[])
+                  AS w (registration_id, activation, promoted)
 ), confirmed AS (
     UPDATE registrations r
        SET status = 'CONFIRMED', confirmed_at = coalesce(r.confirmed_at, now())
       FROM wanted w
-     WHERE r.id = w.registration_id AND r.activation = w.activation AND r.status <> 'CANCELLED'
-    RETURNING r.id, r.user_id, r.competition_id, r.activation
+     WHERE r.id = w.registration_id AND r.activation = w.activation
+       AND r.status IN ('PENDING', 'CONFIRMED')
+    RETURNING r.id, r.user_id, r.competition_id, r.activation, w.promoted
 )
 INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
-SELECT u.id, r.id, 'CONFIRMATION', r.activation, u.email,
-       format('Registration confirmed: %s', c.title),
-       format(E'Hello %s,\n\nyour seat in "%s" is confirmed. It starts on %s UTC.\n\nGood luck!\nMini-Compete',
-              u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
+SELECT u.id, r.id, CASE WHEN r.promoted THEN 'PROMOTED' ELSE 'CONFIRMATION' END, r.activation,
+       u.email,
+       CASE WHEN r.promoted THEN format('You have a seat: %s', c.title)
+            ELSE format('Registration confirmed: %s', c.title) END,
+       CASE WHEN r.promoted
+            THEN format(E'Hello %s,\n\na seat in "%s" freed up, and it is yours: you were first on the waiting list. It starts on %s UTC.\n\nGood luck!\nMini-Compete',
+                        u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))
+            ELSE format(E'Hello %s,\n\nyour seat in "%s" is confirmed. It starts on %s UTC.\n\nGood luck!\nMini-Compete',
+                        u.name, c.title, to_char(c.start_date AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')) END
   FROM confirmed r
   JOIN users u ON u.id = r.user_id
   JOIN competitions c ON c.id = r.competition_id
+ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
+
+const CLOSE_WAITLISTS: &str = r#"
+WITH due AS (
+    SELECT id FROM competitions
+     WHERE reg_deadline <= now() AND waitlist_count > 0
+     ORDER BY id
+       FOR UPDATE
+), closed AS (
+    UPDATE competitions c SET waitlist_count = 0 FROM due WHERE c.id = due.id
+    RETURNING c.id, c.title, c.start_date
+), dropped AS (
+    UPDATE registrations r
+       SET status = 'CANCELLED', cancelled_at = now(), waitlist_seq = NULL
+      FROM closed c
+     WHERE r.competition_id = c.id AND r.status = 'WAITLISTED'
+    RETURNING r.id, r.user_id, r.competition_id, r.activation
+)
+INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
+SELECT u.id, d.id, 'WAITLIST_CLOSED', d.activation, u.email,
+       format('Waiting list closed: %s', c.title),
+       format(E'Hello %s,\n\nregistration for "%s" has closed and no seat freed up for you, so your place on the waiting list is cancelled.\n\nMini-Compete',
+              u.name, c.title)
+  FROM dropped d
+  JOIN users u ON u.id = d.user_id
+  JOIN closed c ON c.id = d.competition_id
 ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
 
 /// One REMINDER per CONFIRMED registration (activation) of every competition starting
@@ -84,23 +123,44 @@ SELECT u.id, r.id, 'REMINDER', r.activation, u.email,
   JOIN registrations r ON r.competition_id = c.id AND r.status = 'CONFIRMED'
   JOIN users u ON u.id = r.user_id
  WHERE c.start_date > now() AND c.start_date <= now() + interval '24 hours'
+   AND c.cancelled_at IS NULL
    AND NOT EXISTS (
        SELECT 1 FROM mailbox m
         WHERE m.registration_id = r.id AND m.kind = 'REMINDER' AND m.activation = r.activation)
 ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
 
-/// Confirms every (registration, activation) of `targets` that is not cancelled, mailing
-/// each once; returns how many mails were written.
-pub async fn confirm_many(
-    conn: &mut AsyncPgConnection,
-    targets: &[(Uuid, i32)],
-) -> AppResult<usize> {
-    let (ids, activations): (Vec<Uuid>, Vec<i32>) = targets.iter().copied().unzip();
+/// A registration to confirm: which, which activation, and whether its seat came from the
+/// waiting list (its mail is then PROMOTED).
+#[derive(Debug, Clone, Copy)]
+pub struct ToConfirm {
+    pub registration_id: Uuid,
+    pub activation: i32,
+    pub promoted: bool,
+}
+
+/// Confirms every registration of `targets` that is not cancelled, mailing each once;
+/// returns how many mails were written.
+pub async fn confirm_many(conn: &mut AsyncPgConnection, targets: &[ToConfirm]) -> AppResult<usize> {
+    let ids: Vec<Uuid> = targets
+        .iter()
+        .map(|target| target.registration_id)
+        .collect();
+    let activations: Vec<i32> = targets.iter().map(|target| target.activation).collect();
+    let promoted: Vec<bool> = targets.iter().map(|target| target.promoted).collect();
     Ok(prepared(CONFIRM_MANY)
         .bind::<Array<SqlUuid>, _>(ids)
         .bind::<Array<Integer>, _>(activations)
+        .bind::<Array<diesel::sql_types::Bool>, _>(promoted)
         .execute(conn)
         .await?)
+}
+
+/// Closes the waiting lists of every competition past its deadline: the entries still
+/// waiting are CANCELLED and mailed WAITLIST_CLOSED, once each; returns how many. Each
+/// competition's row is locked first, in one order, like every other operation on it; a
+/// second run (another tick, another worker) finds nothing left to close.
+pub async fn close_waitlists(conn: &mut AsyncPgConnection) -> AppResult<usize> {
+    Ok(prepared(CLOSE_WAITLISTS).execute(conn).await?)
 }
 
 /// Sends every reminder that is due; returns how many were sent.

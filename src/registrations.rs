@@ -12,7 +12,7 @@ use diesel::{
     deserialize::FromSqlRow,
     expression::AsExpression,
     prelude::*,
-    sql_types::{Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     auth::Claims,
     competitions::Competition,
-    db::{PgPool, prepared},
+    db::{PgPool, PreparedSql, prepared},
     error::{AppError, AppResult, bad_input, violates},
     idempotency::{self, IdempotencyStore, Record, Reservation},
     jobs,
@@ -33,12 +33,14 @@ use crate::{
 pub enum RegistrationStatus {
     Pending,
     Confirmed,
+    Waitlisted,
     Cancelled,
 }
 
 crate::db::text_enum!(RegistrationStatus {
     Pending = "PENDING",
     Confirmed = "CONFIRMED",
+    Waitlisted = "WAITLISTED",
     Cancelled = "CANCELLED",
 });
 
@@ -52,6 +54,8 @@ pub struct Registration {
     pub created_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// Where it joined the waiting list (while WAITLISTED).
+    pub waitlist_seq: Option<i64>,
 }
 
 /// Takes a seat and registers `$2` for competition `$1`, with its confirmation task
@@ -63,6 +67,7 @@ pub const REGISTER: &str = "
 WITH seat AS (
     UPDATE competitions SET registered_count = registered_count + 1
      WHERE id = $1 AND registered_count < capacity AND reg_deadline > now()
+       AND cancelled_at IS NULL
     RETURNING id
 ), reactivated AS (
     UPDATE registrations
@@ -86,13 +91,83 @@ WITH seat AS (
     INSERT INTO idempotency_keys (user_id, key, competition_id, registration_id)
     SELECT $2, $5, $1, id FROM registered
 )
-SELECT id, user_id, competition_id, status, created_at, confirmed_at, cancelled_at
+SELECT id, user_id, competition_id, status, created_at, confirmed_at, cancelled_at,
+       waitlist_seq
   FROM registered";
+
+/// Puts `$2` on the waiting list of competition `$1`, full and open, with the record of its
+/// key `$3`, in one statement; no row when it is not full (a seat freed up: take it) or
+/// not open. Takes the same row lock as registering.
+const JOIN_WAITLIST: &str = "
+WITH place AS (
+    UPDATE competitions SET waitlist_count = waitlist_count + 1
+     WHERE id = $1 AND registered_count >= capacity AND reg_deadline > now()
+       AND cancelled_at IS NULL
+    RETURNING id
+), reactivated AS (
+    UPDATE registrations
+       SET status = 'WAITLISTED', waitlist_seq = nextval('registrations_waitlist_seq'),
+           created_at = now(), confirmed_at = NULL, cancelled_at = NULL,
+           activation = activation + 1
+     WHERE user_id = $2 AND competition_id = $1 AND status = 'CANCELLED'
+       AND EXISTS (SELECT 1 FROM place)
+    RETURNING *
+), inserted AS (
+    INSERT INTO registrations (user_id, competition_id, status, waitlist_seq)
+    SELECT $2, id, 'WAITLISTED', nextval('registrations_waitlist_seq') FROM place
+     WHERE NOT EXISTS (SELECT 1 FROM reactivated)
+    RETURNING *
+), registered AS (
+    SELECT * FROM reactivated UNION ALL SELECT * FROM inserted
+), recorded AS (
+    INSERT INTO idempotency_keys (user_id, key, competition_id, registration_id)
+    SELECT $2, $3, $1, id FROM registered
+)
+SELECT id, user_id, competition_id, status, created_at, confirmed_at, cancelled_at,
+       waitlist_seq
+  FROM registered";
+
+/// Gives the waiting list of competition `$1` the seats that are free once `$2` more are
+/// released (a cancellation releases one, a raised capacity none): the longest-waiting
+/// entries become PENDING with their confirmation tasks (`$3` task name, `$4` queue), which
+/// mail PROMOTED. Run by the transaction that freed the seats, holding the row lock; only
+/// while registration is open. Answers how many were promoted.
+const PROMOTE: &str = "
+WITH room AS (
+    SELECT capacity - (registered_count - $2) AS free FROM competitions
+     WHERE id = $1 AND reg_deadline > now() AND cancelled_at IS NULL
+), next AS (
+    SELECT id FROM registrations
+     WHERE competition_id = $1 AND status = 'WAITLISTED'
+     ORDER BY waitlist_seq
+     LIMIT greatest(coalesce((SELECT free FROM room), 0), 0)
+       FOR UPDATE
+), promoted AS (
+    UPDATE registrations r SET status = 'PENDING', waitlist_seq = NULL
+      FROM next WHERE r.id = next.id
+    RETURNING r.id, r.activation
+), counted AS (
+    UPDATE competitions
+       SET registered_count = registered_count - $2 + (SELECT count(*) FROM promoted),
+           waitlist_count = waitlist_count - (SELECT count(*) FROM promoted)
+     WHERE id = $1
+), task AS (
+    INSERT INTO fang_tasks (metadata, task_type)
+    SELECT jsonb_build_object('type', $3::text, 'registration_id', id, 'activation', activation,
+                              'promoted', true), $4
+      FROM promoted
+)
+SELECT count(*) AS n FROM promoted";
+
+/// The 1-based place of a WAITLISTED registration (`$1` competition, `$2` its sequence).
+const WAITLIST_POSITION: &str = "
+SELECT count(*) AS n FROM registrations
+ WHERE competition_id = $1 AND status = 'WAITLISTED' AND waitlist_seq <= $2";
 
 /// Why a registration took no seat, read after the fact without any lock: the
 /// competition's state, whether the participant holds a seat, and the key's record.
 const WHY_NO_SEAT: &str = "
-SELECT c.id IS NOT NULL AS found, c.reg_deadline,
+SELECT c.id IS NOT NULL AS found, c.reg_deadline, c.cancelled_at IS NOT NULL AS cancelled,
        EXISTS (SELECT 1 FROM registrations r
                 WHERE r.user_id = $2 AND r.competition_id = $1 AND r.status <> 'CANCELLED')
          AS holds_seat,
@@ -101,13 +176,15 @@ SELECT c.id IS NOT NULL AS found, c.reg_deadline,
   LEFT JOIN competitions c ON c.id = $1
   LEFT JOIN idempotency_keys k ON k.user_id = $2 AND k.key = $3";
 
-/// Registers the caller (a participant) once per idempotency key.
+/// Registers the caller (a participant) once per idempotency key: a seat if one is free,
+/// else — when `waitlist` — a place on the waiting list.
 pub async fn register(
     db: &PgPool,
     idempotency: &IdempotencyStore,
     caller: &Claims,
     competition_id: Uuid,
     key: &str,
+    waitlist: bool,
 ) -> AppResult<Registration> {
     if caller.role != Role::Participant {
         return Err(AppError::Forbidden("only participants can register"));
@@ -134,7 +211,7 @@ pub async fn register(
         Reservation::Acquired(attempt) => Some(attempt),
         Reservation::Unavailable => None,
     };
-    let outcome = take_seat(db, caller.sub, competition_id, key).await;
+    let outcome = take_place(db, caller.sub, competition_id, key, waitlist).await;
     if let Some(attempt) = attempt {
         match &outcome {
             Ok(registration) => idempotency.complete(&attempt, registration.id).await,
@@ -159,33 +236,66 @@ async fn replay_record(
         .ok_or(AppError::NotFound("registration"))
 }
 
-async fn take_seat(
+/// A seat (one statement, one round trip under the row lock), or else, when asked for and
+/// the competition is full, a place on the waiting list (a second statement).
+async fn take_place(
     db: &PgPool,
     user_id: Uuid,
     competition_id: Uuid,
     key: &str,
+    waitlist: bool,
 ) -> AppResult<Registration> {
     let mut conn = db.get().await?;
-    let registered = prepared(REGISTER)
-        .bind::<SqlUuid, _>(competition_id)
-        .bind::<SqlUuid, _>(user_id)
-        .bind::<Text, _>(jobs::CONFIRMATION_TASK)
-        .bind::<Text, _>(jobs::CONFIRMATION_QUEUE)
-        .bind::<Text, _>(key.to_owned())
-        .get_result::<Registration>(&mut conn)
-        .await
-        .optional();
-    match registered {
-        Ok(Some(registration)) => Ok(registration),
-        Ok(None) => why_no_seat(&mut conn, user_id, competition_id, key).await,
-        // The key was used before (a replay Redis did not know of), or the participant
-        // holds a seat already: the record tells which.
+    // A seat that frees up between "full" and joining the list is taken instead; the loop
+    // ends as soon as the competition stops flipping between full and not.
+    for _ in 0..3 {
+        let registering = prepared(REGISTER)
+            .bind::<SqlUuid, _>(competition_id)
+            .bind::<SqlUuid, _>(user_id)
+            .bind::<Text, _>(jobs::CONFIRMATION_TASK)
+            .bind::<Text, _>(jobs::CONFIRMATION_QUEUE)
+            .bind::<Text, _>(key.to_owned());
+        if let Some(registration) =
+            run(&mut conn, registering, user_id, competition_id, key).await?
+        {
+            return Ok(registration);
+        }
+        if !waitlist {
+            break;
+        }
+        let joining = prepared(JOIN_WAITLIST)
+            .bind::<SqlUuid, _>(competition_id)
+            .bind::<SqlUuid, _>(user_id)
+            .bind::<Text, _>(key.to_owned());
+        if let Some(registration) = run(&mut conn, joining, user_id, competition_id, key).await? {
+            return Ok(registration);
+        }
+        match why_no_seat(&mut conn, user_id, competition_id, key).await {
+            // Not full any more: try the seat again.
+            Err(AppError::CompetitionFull) => continue,
+            answer => return answer,
+        }
+    }
+    why_no_seat(&mut conn, user_id, competition_id, key).await
+}
+
+/// Runs a registering statement. A key used before (a replay Redis did not know of), or a
+/// place the participant holds already, aborts it: the key's record tells which.
+async fn run(
+    conn: &mut AsyncPgConnection,
+    statement: PreparedSql,
+    user_id: Uuid,
+    competition_id: Uuid,
+    key: &str,
+) -> AppResult<Option<Registration>> {
+    match statement.get_result::<Registration>(conn).await.optional() {
+        Ok(registration) => Ok(registration),
         Err(error)
             if violates(&error, "registrations_one_per_user")
                 || violates(&error, "idempotency_keys_pkey") =>
         {
-            match idempotency::find_record(&mut conn, user_id, key).await? {
-                Some(record) => replay_record(&mut conn, record, competition_id).await,
+            match idempotency::find_record(conn, user_id, key).await? {
+                Some(record) => replay_record(conn, record, competition_id).await.map(Some),
                 None => Err(AppError::AlreadyRegistered),
             }
         }
@@ -198,6 +308,8 @@ async fn take_seat(
 struct NoSeat {
     #[diesel(sql_type = Bool)]
     found: bool,
+    #[diesel(sql_type = Bool)]
+    cancelled: bool,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     reg_deadline: Option<DateTime<Utc>>,
     #[diesel(sql_type = Bool)]
@@ -236,7 +348,7 @@ async fn why_no_seat(
     };
     Err(if state.holds_seat {
         AppError::AlreadyRegistered
-    } else if deadline <= Utc::now() {
+    } else if state.cancelled || deadline <= Utc::now() {
         AppError::RegistrationClosed
     } else {
         // Full, or a seat freed up in between and a retry may take it: no seat now.
@@ -244,8 +356,11 @@ async fn why_no_seat(
     })
 }
 
-/// Cancels the caller's registration and frees its seat. Locks the competition row before
-/// the registration row, in the same order as registering, so the two cannot deadlock.
+/// Cancels the caller's registration. A seat it held goes, in the same transaction, to the
+/// longest-waiting entry (if any, and registration is open); a waiting place just leaves
+/// the list. Locks the competition row before the registration row, in the same order as
+/// every other operation on a competition, so none of them can deadlock. Under the row
+/// lock: the locking read, the registration's read and update, and the promotion.
 pub async fn cancel(
     db: &PgPool,
     caller: &Claims,
@@ -273,24 +388,81 @@ pub async fn cancel(
             .for_update()
             .execute(conn)
             .await?;
+        let was = registrations::table
+            .find(registration_id)
+            .select(registrations::status)
+            .for_update()
+            .first::<RegistrationStatus>(conn)
+            .await?;
+        if was == RegistrationStatus::Cancelled {
+            return Err(bad_input("the registration is already cancelled"));
+        }
         let cancelled = diesel::update(registrations::table.find(registration_id))
-            .filter(registrations::status.ne(RegistrationStatus::Cancelled))
             .set((
                 registrations::status.eq(RegistrationStatus::Cancelled),
                 registrations::cancelled_at.eq(diesel::dsl::now),
+                registrations::waitlist_seq.eq(None::<i64>),
             ))
             .returning(Registration::as_returning())
             .get_result(conn)
-            .await
-            .optional()?
-            .ok_or_else(|| bad_input("the registration is already cancelled"))?;
-        diesel::update(competitions::table.find(competition_id))
-            .set(competitions::registered_count.eq(competitions::registered_count - 1))
-            .execute(conn)
             .await?;
+        if was == RegistrationStatus::Waitlisted {
+            diesel::update(competitions::table.find(competition_id))
+                .set(competitions::waitlist_count.eq(competitions::waitlist_count - 1))
+                .execute(conn)
+                .await?;
+        } else {
+            promote(conn, competition_id, 1).await?;
+        }
         Ok::<_, AppError>(cancelled)
     })
     .await
+}
+
+/// Releases `released` seats of competition `competition_id` (the caller holds its row
+/// lock) and gives every free seat to the waiting list, longest-waiting first; returns how
+/// many were promoted.
+pub async fn promote(
+    conn: &mut AsyncPgConnection,
+    competition_id: Uuid,
+    released: i32,
+) -> AppResult<i64> {
+    #[derive(QueryableByName)]
+    struct Promoted {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    Ok(prepared(PROMOTE)
+        .bind::<SqlUuid, _>(competition_id)
+        .bind::<Integer, _>(released)
+        .bind::<Text, _>(jobs::CONFIRMATION_TASK)
+        .bind::<Text, _>(jobs::CONFIRMATION_QUEUE)
+        .get_result::<Promoted>(conn)
+        .await?
+        .n)
+}
+
+/// Where a WAITLISTED registration stands on its list (1 is next); None otherwise.
+pub async fn waitlist_position(
+    conn: &mut AsyncPgConnection,
+    registration: &Registration,
+) -> AppResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct Position {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let (RegistrationStatus::Waitlisted, Some(seq)) =
+        (registration.status, registration.waitlist_seq)
+    else {
+        return Ok(None);
+    };
+    let position = prepared(WAITLIST_POSITION)
+        .bind::<SqlUuid, _>(registration.competition_id)
+        .bind::<diesel::sql_types::BigInt, _>(seq)
+        .get_result::<Position>(conn)
+        .await?;
+    Ok(Some(position.n))
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<Registration>> {

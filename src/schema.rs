@@ -18,6 +18,8 @@ diesel::table! {
         reg_deadline -> Timestamptz,
         start_date -> Timestamptz,
         created_at -> Timestamptz,
+        waitlist_count -> Int4,
+        cancelled_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -93,6 +95,7 @@ diesel::table! {
         confirmed_at -> Nullable<Timestamptz>,
         cancelled_at -> Nullable<Timestamptz>,
         activation -> Int4,
+        waitlist_seq -> Nullable<Int8>,
     }
 }
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     auth::NewAccount,
-    competitions::{self, Competition, Cursor, Filter, NewCompetition, Page},
+    competitions::{self, Competition, CompetitionChanges, Cursor, Filter, NewCompetition, Page},
     error::internal,
     mail::{self, Mail},
     registrations::{self, Registration},
@@ -33,6 +33,7 @@ pub enum RoleView {
 pub enum RegistrationStatusView {
     Pending,
     Confirmed,
+    Waitlisted,
     Cancelled,
 }
 
@@ -41,6 +42,11 @@ pub enum RegistrationStatusView {
 pub enum MailKindView {
     Confirmation,
     Reminder,
+    /// A seat freed up and went to the first on the waiting list.
+    Promoted,
+    /// Registration closed while still waiting.
+    WaitlistClosed,
+    CompetitionCancelled,
 }
 
 fn id(uuid: Uuid) -> ID {
@@ -109,6 +115,33 @@ pub struct LoginInput {
     pub password: String,
 }
 
+/// Absent (or null) fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateCompetitionInput {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// Not below the seats taken; raising it gives the new seats to the waiting list.
+    pub capacity: Option<i32>,
+    /// When changed, in the future.
+    pub reg_deadline: Option<DateTime>,
+    /// After the (resulting) registration deadline.
+    pub start_date: Option<DateTime>,
+}
+
+impl From<UpdateCompetitionInput> for CompetitionChanges {
+    fn from(input: UpdateCompetitionInput) -> Self {
+        Self {
+            title: input.title,
+            description: input.description,
+            tags: input.tags,
+            capacity: input.capacity,
+            reg_deadline: input.reg_deadline.map(|at| at.0),
+            start_date: input.start_date.map(|at| at.0),
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct CreateCompetitionInput {
     pub title: String,
@@ -172,9 +205,13 @@ impl CompetitionView {
     async fn seats_left(&self) -> i32 {
         self.competition.seats_left()
     }
-    /// Before the registration deadline and with a seat left.
+    /// Not cancelled, before the registration deadline and with a seat left.
     async fn is_open(&self) -> bool {
         self.competition.is_open(Utc::now())
+    }
+    /// Participants on the waiting list.
+    async fn waitlist_count(&self) -> i32 {
+        self.competition.waitlist_count
     }
     async fn reg_deadline(&self) -> DateTime {
         self.competition.reg_deadline.into()
@@ -184,6 +221,10 @@ impl CompetitionView {
     }
     async fn created_at(&self) -> DateTime {
         self.competition.created_at.into()
+    }
+    /// When its organizer called it off; null while it stands.
+    async fn cancelled_at(&self) -> Option<DateTime> {
+        self.competition.cancelled_at.map(DateTime)
     }
     async fn organizer(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
         match &self.organizer {
@@ -218,6 +259,18 @@ impl RegistrationView {
     }
     async fn confirmed_at(&self) -> Option<DateTime> {
         self.0.confirmed_at.map(DateTime)
+    }
+    async fn cancelled_at(&self) -> Option<DateTime> {
+        self.0.cancelled_at.map(DateTime)
+    }
+    /// 1-based place on the waiting list while WAITLISTED (1 gets the next free seat);
+    /// null otherwise.
+    async fn waitlist_position(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
+        if self.0.status != registrations::RegistrationStatus::Waitlisted {
+            return Ok(None);
+        }
+        let mut conn = ctx.db().await?;
+        Ok(registrations::waitlist_position(&mut conn, &self.0).await?)
     }
     async fn competition(&self, ctx: &Context<'_>) -> async_graphql::Result<CompetitionView> {
         let competition_id = self.0.competition_id;

@@ -4,7 +4,7 @@ use super::{
     context::ContextExt,
     model::{
         AuthPayload, CompetitionView, CreateCompetitionInput, LoginInput, RegistrationView,
-        SignupInput, UserView,
+        SignupInput, UpdateCompetitionInput, UserView,
     },
 };
 use crate::{auth, competitions, idempotency, registrations, validation};
@@ -70,26 +70,64 @@ impl Mutation {
         Ok(CompetitionView::from(competition))
     }
 
+    /// Its organizer only: absent fields stay as they are; raising the capacity promotes
+    /// from the waiting list.
+    async fn update_competition(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateCompetitionInput,
+    ) -> async_graphql::Result<CompetitionView> {
+        let caller = ctx.caller()?;
+        let id = validation::parse_id("id", &id)?;
+        let state = ctx.state();
+        let competition = competitions::update(&state.db, caller, id, input.into()).await?;
+        state.jobs.wake();
+        Ok(CompetitionView::from(competition))
+    }
+
+    /// Its organizer only: every registration and waiting entry is cancelled and mailed;
+    /// registration closes and no reminders go out.
+    async fn cancel_competition(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<CompetitionView> {
+        let caller = ctx.caller()?;
+        let id = validation::parse_id("id", &id)?;
+        let competition = competitions::cancel(&ctx.state().db, caller, id).await?;
+        Ok(CompetitionView::from(competition))
+    }
+
     /// Participants only. Idempotent per key: the `Idempotency-Key` header or this argument.
+    /// A full competition answers COMPETITION_FULL, or — with `waitlist: true` — a place on
+    /// its waiting list (status WAITLISTED).
     async fn register(
         &self,
         ctx: &Context<'_>,
         competition_id: ID,
         idempotency_key: Option<String>,
+        #[graphql(default = false)] waitlist: bool,
     ) -> async_graphql::Result<RegistrationView> {
         let caller = ctx.caller()?;
         let competition_id = validation::parse_id("competitionId", &competition_id)?;
         let key =
             idempotency::resolve_key(ctx.idempotency_key_header(), idempotency_key.as_deref())?;
         let state = ctx.state();
-        let registration =
-            registrations::register(&state.db, &state.idempotency, caller, competition_id, &key)
-                .await?;
+        let registration = registrations::register(
+            &state.db,
+            &state.idempotency,
+            caller,
+            competition_id,
+            &key,
+            waitlist,
+        )
+        .await?;
         state.jobs.wake();
         Ok(RegistrationView(registration))
     }
 
-    /// The registrant only: cancels and frees the seat.
+    /// The registrant only: cancels; a freed seat goes to the first on the waiting list.
     async fn cancel_registration(
         &self,
         ctx: &Context<'_>,
@@ -97,7 +135,10 @@ impl Mutation {
     ) -> async_graphql::Result<RegistrationView> {
         let caller = ctx.caller()?;
         let registration_id = validation::parse_id("registrationId", &registration_id)?;
-        let registration = registrations::cancel(&ctx.state().db, caller, registration_id).await?;
+        let state = ctx.state();
+        let registration = registrations::cancel(&state.db, caller, registration_id).await?;
+        // A freed seat may have gone to the waiting list, with a confirmation to send.
+        state.jobs.wake();
         Ok(RegistrationView(registration))
     }
 }

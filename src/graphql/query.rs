@@ -61,7 +61,8 @@ impl Query {
             .map(CompetitionView::from))
     }
 
-    /// Newest first; `after` takes a cursor of a previous page.
+    /// Newest first; `after` takes a cursor of a previous page; `organizerId` keeps one
+    /// organizer's competitions.
     #[graphql(complexity = "first.unwrap_or(20).clamp(1, 100) as usize * child_complexity")]
     async fn competitions(
         &self,
@@ -70,11 +71,16 @@ impl Query {
         after: Option<String>,
         tag: Option<String>,
         #[graphql(default_with = "Some(false)")] open_only: Option<bool>,
+        organizer_id: Option<ID>,
     ) -> async_graphql::Result<CompetitionConnection> {
         let after = after.as_deref().map(Cursor::decode).transpose()?;
+        let organizer_id = organizer_id
+            .map(|id| validation::parse_id("organizerId", &id))
+            .transpose()?;
         let filter = Filter {
             tag,
             open_only: open_only.unwrap_or(false),
+            organizer_id,
         };
         let mut conn = ctx.db().await?;
         let page =

@@ -47,6 +47,19 @@ pub struct ConfirmRegistration {
     /// activations existed confirm the first.
     #[serde(default = "first_activation")]
     pub activation: i32,
+    /// The seat came from the waiting list: the mail says PROMOTED.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promoted: bool,
+}
+
+impl ConfirmRegistration {
+    pub fn target(&self) -> mail::ToConfirm {
+        mail::ToConfirm {
+            registration_id: self.registration_id,
+            activation: self.activation,
+            promoted: self.promoted,
+        }
+    }
 }
 
 fn first_activation() -> i32 {
@@ -58,7 +71,7 @@ fn first_activation() -> i32 {
 impl AsyncRunnable for ConfirmRegistration {
     async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
         let mut conn = connection().await?;
-        let mailed = mail::confirm_many(&mut conn, &[(self.registration_id, self.activation)])
+        let mailed = mail::confirm_many(&mut conn, &[self.target()])
             .await
             .map_err(failure)?;
         tracing::debug!(registration_id = %self.registration_id, mailed, "confirmation");
@@ -74,7 +87,8 @@ impl AsyncRunnable for ConfirmRegistration {
     }
 }
 
-/// Sends the reminders that are due; fang schedules it again on its cron after every run.
+/// Sends the reminders that are due and closes the waiting lists past their deadline; fang
+/// schedules it again on its cron after every run.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SendReminders {
     /// fang's 7-field cron pattern (it reads the schedule from the task itself).
@@ -89,6 +103,11 @@ impl AsyncRunnable for SendReminders {
         let sent = mail::send_due_reminders(&mut conn).await.map_err(failure)?;
         if sent > 0 {
             tracing::info!(sent, "reminders sent");
+        }
+        // The same tick closes the waiting lists whose deadline has passed.
+        let closed = mail::close_waitlists(&mut conn).await.map_err(failure)?;
+        if closed > 0 {
+            tracing::info!(closed, "waiting-list entries closed at their deadline");
         }
         Ok(())
     }
@@ -161,6 +180,7 @@ mod tests {
         let task: &dyn AsyncRunnable = &ConfirmRegistration {
             registration_id: id,
             activation: 2,
+            promoted: false,
         };
         let metadata = serde_json::to_value(task).expect("serialisable");
         assert_eq!(

@@ -532,10 +532,7 @@ impl Worker {
     /// While Postgres is away the batch is kept and tried again; any other failure sends
     /// each task its own way, so that a bad row fails (and is retried) alone.
     async fn confirm(self: Arc<Self>, batch: Vec<(ClaimedTask, ConfirmRegistration)>) -> Vec<Uuid> {
-        let targets: Vec<(Uuid, i32)> = batch
-            .iter()
-            .map(|(_, task)| (task.registration_id, task.activation))
-            .collect();
+        let targets: Vec<mail::ToConfirm> = batch.iter().map(|(_, task)| task.target()).collect();
         let mut outage = Backoff::default();
         loop {
             let confirmed = async {
