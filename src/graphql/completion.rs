@@ -163,8 +163,11 @@ struct Walk<'a> {
     variables: &'a Variables,
     /// The fields collected for a type and selection sets, once per walk: every item of a
     /// list is the same selection on the same type.
-    collected: RefCell<HashMap<(&'a str, Vec<usize>), Rc<[Collected<'a>]>>>,
+    collected: RefCell<HashMap<SelectionOn<'a>, Rc<[Collected<'a>]>>>,
 }
+
+/// A type and the addresses of the selection sets selected on it.
+type SelectionOn<'a> = (&'a str, Vec<usize>);
 
 /// A response key, the field it answers and the selection sets merged under it.
 struct Collected<'a> {
