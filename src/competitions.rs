@@ -258,16 +258,23 @@ pub async fn update(
 }
 
 /// Its organizer calls it off: every registration and waiting entry is cancelled and mailed
-/// once (`COMPETITION_CANCELLED`), reminders stop, registering is closed. One statement.
+/// once (`COMPETITION_CANCELLED`), reminders stop, registering is closed. Under the row
+/// lock: the locking read and one statement.
 pub async fn cancel(db: &PgPool, caller: &Claims, id: Uuid) -> AppResult<Competition> {
     let mut conn = db.get().await?;
     owned(&mut conn, caller, id, false).await?;
-    prepared(CANCEL_COMPETITION)
-        .bind::<SqlUuid, _>(id)
-        .get_result::<Competition>(&mut conn)
-        .await
-        .optional()?
-        .ok_or_else(|| bad_input("the competition is already cancelled"))
+    conn.transaction(async |conn| {
+        // The lock first, in a statement of its own: the cancelling statement then reads
+        // every registration committed before it, and none can join after.
+        owned(conn, caller, id, true).await?;
+        prepared(CANCEL_COMPETITION)
+            .bind::<SqlUuid, _>(id)
+            .get_result::<Competition>(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| bad_input("the competition is already cancelled"))
+    })
+    .await
 }
 
 /// Cancels competition `$1` and everything registered for it, mailing each participant

@@ -12,7 +12,7 @@ use diesel::{
     prelude::*,
     sql_types::{Array, Integer, Text, Uuid as SqlUuid},
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
@@ -85,15 +85,15 @@ SELECT u.id, r.id, CASE WHEN r.promoted THEN 'PROMOTED' ELSE 'CONFIRMATION' END,
   JOIN competitions c ON c.id = r.competition_id
 ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
 
+const LOCK_DUE_WAITLISTS: &str = "
+SELECT id FROM competitions WHERE reg_deadline <= now() AND waitlist_count > 0
+ ORDER BY id FOR UPDATE";
+
 const CLOSE_WAITLISTS: &str = r#"
-WITH due AS (
-    SELECT id FROM competitions
-     WHERE reg_deadline <= now() AND waitlist_count > 0
-     ORDER BY id
-       FOR UPDATE
-), closed AS (
-    UPDATE competitions c SET waitlist_count = 0 FROM due WHERE c.id = due.id
-    RETURNING c.id, c.title, c.start_date
+WITH closed AS (
+    UPDATE competitions SET waitlist_count = 0
+     WHERE id = ANY($1)
+    RETURNING id, title, start_date
 ), dropped AS (
     UPDATE registrations r
        SET status = 'CANCELLED', cancelled_at = now(), waitlist_seq = NULL
@@ -160,7 +160,29 @@ pub async fn confirm_many(conn: &mut AsyncPgConnection, targets: &[ToConfirm]) -
 /// competition's row is locked first, in one order, like every other operation on it; a
 /// second run (another tick, another worker) finds nothing left to close.
 pub async fn close_waitlists(conn: &mut AsyncPgConnection) -> AppResult<usize> {
-    Ok(prepared(CLOSE_WAITLISTS).execute(conn).await?)
+    conn.transaction(async |conn| {
+        // The locks first, in a statement of their own, so that closing reads every entry
+        // committed before them.
+        #[derive(QueryableByName)]
+        struct Locked {
+            #[diesel(sql_type = SqlUuid)]
+            id: Uuid,
+        }
+        let locked: Vec<Uuid> = prepared(LOCK_DUE_WAITLISTS)
+            .load::<Locked>(conn)
+            .await?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
+        if locked.is_empty() {
+            return Ok(0);
+        }
+        Ok(prepared(CLOSE_WAITLISTS)
+            .bind::<Array<SqlUuid>, _>(locked)
+            .execute(conn)
+            .await?)
+    })
+    .await
 }
 
 /// Sends every reminder that is due; returns how many were sent.

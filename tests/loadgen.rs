@@ -29,7 +29,15 @@ fn every_scenario_runs_tiny_and_reports_its_figures() {
         .collect();
     assert_eq!(
         names,
-        ["hot", "spread", "reads", "login-flood", "jobs", "hostile"],
+        [
+            "hot",
+            "spread",
+            "reads",
+            "login-flood",
+            "jobs",
+            "hostile",
+            "waitlist"
+        ],
         "{stderr}"
     );
     for line in &lines {

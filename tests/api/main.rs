@@ -10,3 +10,4 @@ mod jobs;
 mod ops;
 mod protection;
 mod registrations;
+mod waitlist;

@@ -49,6 +49,7 @@ pub struct Env {
 
 /// Bulk-made participants (and their tokens), never logged in: login cost is not measured.
 pub struct Participant {
+    pub id: Uuid,
     pub token: String,
 }
 
@@ -165,6 +166,7 @@ impl Env {
             .iter()
             .map(|user| {
                 Ok(Participant {
+                    id: user.id,
                     token: self.jwt.issue(user).map_err(|e| anyhow::anyhow!("{e}"))?,
                 })
             })
@@ -210,10 +212,25 @@ impl Env {
             "SELECT coalesce(sum(greatest(taken - capacity, 0)), 0)::bigint AS n FROM (
                 SELECT c.capacity, count(r.id) AS taken
                   FROM competitions c
-                  LEFT JOIN registrations r ON r.competition_id = c.id AND r.status <> 'CANCELLED'
+                  LEFT JOIN registrations r ON r.competition_id = c.id
+                        AND r.status IN ('PENDING', 'CONFIRMED')
                  GROUP BY c.id) seats",
         )
         .await
+    }
+
+    /// Rows of (`id`, `user_id`) uuids, e.g. registrations and who holds them.
+    pub async fn pairs(&self, sql: &str) -> anyhow::Result<Vec<(Uuid, Uuid)>> {
+        #[derive(QueryableByName)]
+        struct Pair {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            user_id: Uuid,
+        }
+        let mut conn = self.connection().await?;
+        let rows: Vec<Pair> = sql_query(sql).load(&mut conn).await?;
+        Ok(rows.into_iter().map(|row| (row.id, row.user_id)).collect())
     }
 
     pub async fn number(&self, sql: &str) -> anyhow::Result<i64> {

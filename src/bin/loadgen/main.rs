@@ -9,6 +9,7 @@ mod drive;
 mod env;
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -51,6 +52,9 @@ enum Scenario {
     Jobs,
     /// `reads` alone, then beside one client sending the costliest documents there are.
     Hostile,
+    /// Capacity 1000, 3000 registrations with `waitlist: true` at 256 clients; then 500
+    /// cancellations racing 500 more waiting-list registrations.
+    Waitlist,
 }
 
 #[derive(Parser)]
@@ -189,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::LoginFlood => login_flood(&args, &target).await,
             Scenario::Jobs => jobs_latency(&args, &target).await,
             Scenario::Hostile => hostile(&args, &target).await,
+            Scenario::Waitlist => waitlist(&args, &target).await,
         }
         .with_context(|| format!("scenario {scenario:?}"))?;
         if args.json {
@@ -521,6 +526,131 @@ async fn hostile(args: &Args, target: &Target) -> anyhow::Result<Report> {
         json!((attack.percentile(0.5) * 100.0).round() / 100.0),
     );
     env.finish().await?;
+    Ok(report)
+}
+
+const QUEUE: &str = "mutation($id: ID!, $key: String) {
+    register(competitionId: $id, idempotencyKey: $key, waitlist: true) { id status } }";
+const CANCEL: &str = "mutation($id: ID!) { cancelRegistration(registrationId: $id) { id status } }";
+const SEATED: &str =
+    "SELECT count(*) AS n FROM registrations WHERE status IN ('PENDING', 'CONFIRMED')";
+const WAITING_IN_ORDER: &str =
+    "SELECT id, user_id FROM registrations WHERE status = 'WAITLISTED' ORDER BY waitlist_seq";
+
+fn queue(participant: &env::Participant, competition: Uuid) -> Request {
+    Request::new(
+        QUEUE,
+        json!({ "id": competition, "key": Uuid::new_v4().to_string() }),
+        token(participant),
+    )
+}
+
+/// The waiting list under a flash crowd, then under churn; checked from the rows.
+async fn waitlist(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let clients = 256;
+    let capacity = scaled(1000.0, args.scale);
+    let crowd = scaled(3000.0, args.scale);
+    let churn = scaled(500.0, args.scale);
+    let env = Env::start(target, args.server_workers).await?;
+    let competition = env.competitions(1, i32::try_from(capacity)?).await?[0];
+    let people = env.participants(crowd).await?;
+    let requests = people.iter().map(|who| queue(who, competition)).collect();
+    let driver = Driver::new(&env.graphql_url, clients)?;
+    let (tally, rss) = with_peak_rss(driver.all(clients, requests, "waitlist")).await;
+    let mut report = Report::new(Scenario::Waitlist, tally);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    let seated = env.number(SEATED).await?;
+    anyhow::ensure!(
+        seated == capacity as i64,
+        "{seated} seats held, capacity {capacity}"
+    );
+    let queued = env.pairs(WAITING_IN_ORDER).await?;
+    anyhow::ensure!(queued.len() == crowd - capacity, "{} waiting", queued.len());
+
+    // Churn: seat holders cancel while newcomers queue, all at once.
+    let token_of: HashMap<Uuid, &env::Participant> =
+        people.iter().map(|who| (who.id, who)).collect();
+    let leaving = env
+        .pairs(&format!(
+            "SELECT id, user_id FROM registrations WHERE status IN ('PENDING', 'CONFIRMED') LIMIT {churn}"
+        ))
+        .await?;
+    let newcomers = env.participants(churn).await?;
+    let mut requests: Vec<Request> = leaving
+        .iter()
+        .map(|(registration, user)| {
+            let who = token_of.get(user).map(|who| token(who)).unwrap_or_default();
+            Request::new(CANCEL, json!({ "id": registration }), who)
+        })
+        .chain(newcomers.iter().map(|who| queue(who, competition)))
+        .collect();
+    requests.sort_by_cached_key(|_| Uuid::new_v4());
+    let churned = driver.all(clients, requests, "churn").await;
+    let seated_after = env.number(SEATED).await?;
+    let waiting_after = env.pairs(WAITING_IN_ORDER).await?;
+    let promoted_in_order = {
+        let expected: Vec<Uuid> = queued[churn..].iter().map(|(id, _)| *id).collect();
+        let kept: Vec<Uuid> = waiting_after
+            .iter()
+            .take(expected.len())
+            .map(|(id, _)| *id)
+            .collect();
+        let promoted = env
+            .number(&format!(
+                "SELECT count(*) AS n FROM registrations WHERE status IN ('PENDING', 'CONFIRMED')
+                  AND id IN ({})",
+                queued[..churn]
+                    .iter()
+                    .map(|(id, _)| format!("'{id}'"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ))
+            .await?;
+        kept == expected && promoted == churn as i64
+    };
+    let gap_free = env
+        .number(
+            "SELECT (count(*) = coalesce(max(place), 0))::int::bigint AS n FROM (
+                SELECT row_number() OVER (ORDER BY waitlist_seq) AS place
+                  FROM registrations WHERE status = 'WAITLISTED') ranked",
+        )
+        .await?
+        == 1;
+    let counters = env
+        .number(
+            "SELECT (registered_count = (SELECT count(*) FROM registrations WHERE status IN ('PENDING', 'CONFIRMED'))
+                 AND waitlist_count = (SELECT count(*) FROM registrations WHERE status = 'WAITLISTED'))::int::bigint AS n
+               FROM competitions",
+        )
+        .await?
+        == 1;
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    for (name, value) in [
+        ("clients", json!(clients)),
+        ("seated", json!(seated_after)),
+        ("waiting", json!(waiting_after.len())),
+        ("promoted_in_order", json!(promoted_in_order)),
+        ("positions_gap_free", json!(gap_free)),
+        ("counters_exact", json!(counters)),
+        ("churn_requests", json!(churned.requests())),
+        ("churn_errors", json!(churned.errors)),
+        ("churn_rps", json!(round(churned.throughput()))),
+        ("churn_p50_ms", json!(round(churned.percentile(0.5)))),
+        ("churn_p99_ms", json!(round(churned.percentile(0.99)))),
+    ] {
+        report.extra.insert(name.into(), value);
+    }
+    report.oversold = Some(env.oversold().await?);
+    env.finish().await?;
+    anyhow::ensure!(
+        seated_after == capacity as i64,
+        "{seated_after} seats held after churn"
+    );
+    anyhow::ensure!(
+        promoted_in_order && gap_free && counters,
+        "waiting list out of order: {:?}",
+        report.extra
+    );
     Ok(report)
 }
 
