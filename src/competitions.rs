@@ -14,8 +14,9 @@ use crate::{
     auth::Claims,
     db::{PgPool, prepared},
     error::{AppError, AppResult, bad_input, violates},
+    live::{Change, Changes},
     registrations,
-    schema::competitions,
+    schema::{competitions, registrations as registrations_table},
     users::{Role, User},
     validation,
 };
@@ -228,6 +229,7 @@ async fn owned(
 /// same transaction. Under the row lock: the locking read, the update and the promotion.
 pub async fn update(
     db: &PgPool,
+    live: &Changes,
     caller: &Claims,
     id: Uuid,
     changes: CompetitionChanges,
@@ -247,34 +249,67 @@ pub async fn update(
             .returning(Competition::as_returning())
             .get_result(conn)
             .await?;
-        if raised && registrations::promote(conn, id, 0).await? > 0 {
+        let promoted = if raised {
+            registrations::promote(conn, id, 0).await?
+        } else {
+            Vec::new()
+        };
+        if !promoted.is_empty() {
             updated = find(conn, id)
                 .await?
                 .ok_or(AppError::NotFound("competition"))?;
         }
-        Ok(updated)
+        Ok((updated, promoted))
     })
     .await
+    .map(|(updated, promoted)| {
+        live.competition(id);
+        live.publish_all(promoted);
+        updated
+    })
 }
 
 /// Its organizer calls it off: every registration and waiting entry is cancelled and mailed
 /// once (`COMPETITION_CANCELLED`), reminders stop, registering is closed. Under the row
 /// lock: the locking read and one statement.
-pub async fn cancel(db: &PgPool, caller: &Claims, id: Uuid) -> AppResult<Competition> {
+pub async fn cancel(
+    db: &PgPool,
+    live: &Changes,
+    caller: &Claims,
+    id: Uuid,
+) -> AppResult<Competition> {
     let mut conn = db.get().await?;
     owned(&mut conn, caller, id, false).await?;
-    conn.transaction(async |conn| {
-        // The lock first, in a statement of its own: the cancelling statement then reads
-        // every registration committed before it, and none can join after.
-        owned(conn, caller, id, true).await?;
-        prepared(CANCEL_COMPETITION)
-            .bind::<SqlUuid, _>(id)
-            .get_result::<Competition>(conn)
-            .await
-            .optional()?
-            .ok_or_else(|| bad_input("the competition is already cancelled"))
-    })
-    .await
+    let cancelled = conn
+        .transaction(async |conn| {
+            // The lock first, in a statement of its own: the cancelling statement then reads
+            // every registration committed before it, and none can join after.
+            owned(conn, caller, id, true).await?;
+            prepared(CANCEL_COMPETITION)
+                .bind::<SqlUuid, _>(id)
+                .get_result::<Competition>(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| bad_input("the competition is already cancelled"))
+        })
+        .await?;
+    live.competition(id);
+    // Everyone it cancelled: at the same instant, in the same transaction.
+    let affected: Vec<(Uuid, Uuid)> = registrations_table::table
+        .filter(registrations_table::competition_id.eq(id))
+        .filter(registrations_table::cancelled_at.eq(cancelled.cancelled_at))
+        .select((registrations_table::id, registrations_table::user_id))
+        .load(&mut conn)
+        .await?;
+    live.publish_all(
+        affected
+            .into_iter()
+            .map(|(registration_id, user_id)| Change::Registration {
+                user_id,
+                registration_id,
+            }),
+    );
+    Ok(cancelled)
 }
 
 /// Cancels competition `$1` and everything registered for it, mailing each participant

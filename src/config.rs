@@ -5,7 +5,10 @@ use std::{net::SocketAddr, str::FromStr};
 use clap::Args;
 use ipnet::IpNet;
 
-pub use crate::{graphql::limits::DocumentLimits, throttle::RateLimits};
+pub use crate::{
+    graphql::{limits::DocumentLimits, ws::LiveLimits},
+    throttle::RateLimits,
+};
 
 /// Settings shared by every subcommand. Deliberately not `Debug`: it holds the JWT secret.
 #[derive(Args, Clone)]
@@ -72,6 +75,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub rate_limits: RateLimits,
+
+    #[command(flatten)]
+    pub live: LiveLimits,
 
     #[command(flatten)]
     pub jobs: JobsConfig,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod graphql;
 pub mod idempotency;
 pub mod jobs;
+pub mod live;
 pub mod mail;
 pub mod redis;
 pub mod registrations;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::{
     db::prepared,
     error::{AppResult, bad_input},
+    live::Change,
     schema::mailbox,
 };
 
@@ -69,8 +70,8 @@ WITH wanted AS (
      WHERE r.id = w.registration_id AND r.activation = w.activation
        AND r.status IN ('PENDING', 'CONFIRMED')
     RETURNING r.id, r.user_id, r.competition_id, r.activation, w.promoted
-)
-INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
+), mailed AS (
+    INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
 SELECT u.id, r.id, CASE WHEN r.promoted THEN 'PROMOTED' ELSE 'CONFIRMATION' END, r.activation,
        u.email,
        CASE WHEN r.promoted THEN format('You have a seat: %s', c.title)
@@ -83,7 +84,9 @@ SELECT u.id, r.id, CASE WHEN r.promoted THEN 'PROMOTED' ELSE 'CONFIRMATION' END,
   FROM confirmed r
   JOIN users u ON u.id = r.user_id
   JOIN competitions c ON c.id = r.competition_id
-ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
+ON CONFLICT (registration_id, kind, activation) DO NOTHING
+)
+SELECT id, user_id FROM confirmed"#;
 
 const LOCK_DUE_WAITLISTS: &str = "
 SELECT id FROM competitions WHERE reg_deadline <= now() AND waitlist_count > 0
@@ -100,8 +103,8 @@ WITH closed AS (
       FROM closed c
      WHERE r.competition_id = c.id AND r.status = 'WAITLISTED'
     RETURNING r.id, r.user_id, r.competition_id, r.activation
-)
-INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
+), mailed AS (
+    INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)
 SELECT u.id, d.id, 'WAITLIST_CLOSED', d.activation, u.email,
        format('Waiting list closed: %s', c.title),
        format(E'Hello %s,\n\nregistration for "%s" has closed and no seat freed up for you, so your place on the waiting list is cancelled.\n\nMini-Compete',
@@ -109,7 +112,9 @@ SELECT u.id, d.id, 'WAITLIST_CLOSED', d.activation, u.email,
   FROM dropped d
   JOIN users u ON u.id = d.user_id
   JOIN closed c ON c.id = d.competition_id
-ON CONFLICT (registration_id, kind, activation) DO NOTHING"#;
+ON CONFLICT (registration_id, kind, activation) DO NOTHING
+)
+SELECT id, user_id FROM dropped"#;
 
 /// One REMINDER per CONFIRMED registration (activation) of every competition starting
 /// within 24 hours that has none yet.
@@ -138,28 +143,50 @@ pub struct ToConfirm {
     pub promoted: bool,
 }
 
+#[derive(QueryableByName)]
+struct Touched {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    user_id: Uuid,
+}
+
+impl From<Touched> for Change {
+    fn from(row: Touched) -> Self {
+        Change::Registration {
+            user_id: row.user_id,
+            registration_id: row.id,
+        }
+    }
+}
+
 /// Confirms every registration of `targets` that is not cancelled, mailing each once;
-/// returns how many mails were written.
-pub async fn confirm_many(conn: &mut AsyncPgConnection, targets: &[ToConfirm]) -> AppResult<usize> {
+/// returns the registrations it confirmed, to publish.
+pub async fn confirm_many(
+    conn: &mut AsyncPgConnection,
+    targets: &[ToConfirm],
+) -> AppResult<Vec<Change>> {
     let ids: Vec<Uuid> = targets
         .iter()
         .map(|target| target.registration_id)
         .collect();
     let activations: Vec<i32> = targets.iter().map(|target| target.activation).collect();
     let promoted: Vec<bool> = targets.iter().map(|target| target.promoted).collect();
-    Ok(prepared(CONFIRM_MANY)
+    let confirmed: Vec<Touched> = prepared(CONFIRM_MANY)
         .bind::<Array<SqlUuid>, _>(ids)
         .bind::<Array<Integer>, _>(activations)
         .bind::<Array<diesel::sql_types::Bool>, _>(promoted)
-        .execute(conn)
-        .await?)
+        .load(conn)
+        .await?;
+    Ok(confirmed.into_iter().map(Change::from).collect())
 }
 
 /// Closes the waiting lists of every competition past its deadline: the entries still
 /// waiting are CANCELLED and mailed WAITLIST_CLOSED, once each; returns how many. Each
 /// competition's row is locked first, in one order, like every other operation on it; a
-/// second run (another tick, another worker) finds nothing left to close.
-pub async fn close_waitlists(conn: &mut AsyncPgConnection) -> AppResult<usize> {
+/// second run (another tick, another worker) finds nothing left to close. Returns what it
+/// changed, to publish.
+pub async fn close_waitlists(conn: &mut AsyncPgConnection) -> AppResult<Vec<Change>> {
     conn.transaction(async |conn| {
         // The locks first, in a statement of their own, so that closing reads every entry
         // committed before them.
@@ -175,12 +202,17 @@ pub async fn close_waitlists(conn: &mut AsyncPgConnection) -> AppResult<usize> {
             .map(|row| row.id)
             .collect();
         if locked.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        Ok(prepared(CLOSE_WAITLISTS)
-            .bind::<Array<SqlUuid>, _>(locked)
-            .execute(conn)
-            .await?)
+        let closed: Vec<Touched> = prepared(CLOSE_WAITLISTS)
+            .bind::<Array<SqlUuid>, _>(locked.clone())
+            .load(conn)
+            .await?;
+        Ok(locked
+            .into_iter()
+            .map(Change::Competition)
+            .chain(closed.into_iter().map(Change::from))
+            .collect())
     })
     .await
 }

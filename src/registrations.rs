@@ -24,6 +24,7 @@ use crate::{
     error::{AppError, AppResult, bad_input, violates},
     idempotency::{self, IdempotencyStore, Record, Reservation},
     jobs,
+    live::{Change, Changes},
     schema::{competitions, registrations},
     users::Role,
 };
@@ -44,7 +45,7 @@ crate::db::text_enum!(RegistrationStatus {
     Cancelled = "CANCELLED",
 });
 
-#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = registrations, check_for_backend(diesel::pg::Pg))]
 pub struct Registration {
     pub id: Uuid,
@@ -131,7 +132,7 @@ SELECT id, user_id, competition_id, status, created_at, confirmed_at, cancelled_
 /// released (a cancellation releases one, a raised capacity none): the longest-waiting
 /// entries become PENDING with their confirmation tasks (`$3` task name, `$4` queue), which
 /// mail PROMOTED. Run by the transaction that freed the seats, holding the row lock; only
-/// while registration is open. Answers how many were promoted.
+/// while registration is open. Answers the promoted registrations and their users.
 const PROMOTE: &str = "
 WITH room AS (
     SELECT capacity - (registered_count - $2) AS free FROM competitions
@@ -145,7 +146,7 @@ WITH room AS (
 ), promoted AS (
     UPDATE registrations r SET status = 'PENDING', waitlist_seq = NULL
       FROM next WHERE r.id = next.id
-    RETURNING r.id, r.activation
+    RETURNING r.id, r.user_id, r.activation
 ), counted AS (
     UPDATE competitions
        SET registered_count = registered_count - $2 + (SELECT count(*) FROM promoted),
@@ -157,7 +158,7 @@ WITH room AS (
                               'promoted', true), $4
       FROM promoted
 )
-SELECT count(*) AS n FROM promoted";
+SELECT id, user_id FROM promoted";
 
 /// The 1-based place of a WAITLISTED registration (`$1` competition, `$2` its sequence).
 const WAITLIST_POSITION: &str = "
@@ -181,6 +182,7 @@ SELECT c.id IS NOT NULL AS found, c.reg_deadline, c.cancelled_at IS NOT NULL AS 
 pub async fn register(
     db: &PgPool,
     idempotency: &IdempotencyStore,
+    changes: &Changes,
     caller: &Claims,
     competition_id: Uuid,
     key: &str,
@@ -217,6 +219,9 @@ pub async fn register(
             Ok(registration) => idempotency.complete(&attempt, registration.id).await,
             Err(_) => idempotency.release(&attempt).await,
         }
+    }
+    if let Ok(registration) = &outcome {
+        changes.registration(registration);
     }
     outcome
 }
@@ -363,6 +368,7 @@ async fn why_no_seat(
 /// lock: the locking read, the registration's read and update, and the promotion.
 pub async fn cancel(
     db: &PgPool,
+    changes: &Changes,
     caller: &Claims,
     registration_id: Uuid,
 ) -> AppResult<Registration> {
@@ -406,40 +412,54 @@ pub async fn cancel(
             .returning(Registration::as_returning())
             .get_result(conn)
             .await?;
-        if was == RegistrationStatus::Waitlisted {
+        let promoted = if was == RegistrationStatus::Waitlisted {
             diesel::update(competitions::table.find(competition_id))
                 .set(competitions::waitlist_count.eq(competitions::waitlist_count - 1))
                 .execute(conn)
                 .await?;
+            Vec::new()
         } else {
-            promote(conn, competition_id, 1).await?;
-        }
-        Ok::<_, AppError>(cancelled)
+            promote(conn, competition_id, 1).await?
+        };
+        Ok::<_, AppError>((cancelled, promoted))
     })
     .await
+    .map(|(cancelled, promoted)| {
+        changes.registration(&cancelled);
+        changes.publish_all(promoted);
+        cancelled
+    })
 }
 
 /// Releases `released` seats of competition `competition_id` (the caller holds its row
-/// lock) and gives every free seat to the waiting list, longest-waiting first; returns how
-/// many were promoted.
+/// lock) and gives every free seat to the waiting list, longest-waiting first; returns the
+/// promoted registrations, to publish once the transaction committed.
 pub async fn promote(
     conn: &mut AsyncPgConnection,
     competition_id: Uuid,
     released: i32,
-) -> AppResult<i64> {
+) -> AppResult<Vec<Change>> {
     #[derive(QueryableByName)]
     struct Promoted {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+        #[diesel(sql_type = SqlUuid)]
+        user_id: Uuid,
     }
-    Ok(prepared(PROMOTE)
+    let promoted: Vec<Promoted> = prepared(PROMOTE)
         .bind::<SqlUuid, _>(competition_id)
         .bind::<Integer, _>(released)
         .bind::<Text, _>(jobs::CONFIRMATION_TASK)
         .bind::<Text, _>(jobs::CONFIRMATION_QUEUE)
-        .get_result::<Promoted>(conn)
-        .await?
-        .n)
+        .load(conn)
+        .await?;
+    Ok(promoted
+        .into_iter()
+        .map(|row| Change::Registration {
+            user_id: row.user_id,
+            registration_id: row.id,
+        })
+        .collect())
 }
 
 /// Where a WAITLISTED registration stands on its list (1 is next); None otherwise.

@@ -28,16 +28,21 @@ use crate::{
     graphql::{
         self,
         http::{self, Guard},
+        ws::{self, Sockets},
     },
     jobs, redis,
     state::AppState,
 };
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long closing the WebSockets may take on shutdown.
+const SOCKETS_DRAIN: Duration = Duration::from_secs(5);
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// The WebSockets, closed (going away) on shutdown.
+    sockets: Sockets,
     workers: Option<Workers>,
     /// A failure found after start-up that waiting will not fix (e.g. Postgres came up
     /// but refuses our password): the application stops with it.
@@ -83,13 +88,15 @@ impl Application {
             migrated: state.migrated.clone(),
         });
         let (fatal_tx, fatal) = mpsc::channel(1);
+        let sockets = Sockets::new(config.live.clone());
         prepare_database(config.database_url.clone(), migrated, fatal_tx).await?;
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
         Ok(Self {
             listener,
-            router: router(state, config).await,
+            router: router(state, config, sockets.clone()).await,
+            sockets,
             workers,
             fatal,
         })
@@ -110,6 +117,7 @@ impl Application {
         let (fatal_seen, mut fatal_error) = oneshot::channel();
         let signal = {
             let (stop, mut fatal) = (stop.clone(), self.fatal);
+            let sockets = self.sockets.shutdown.clone();
             async move {
                 tokio::select! {
                     () = shutdown => {}
@@ -118,6 +126,7 @@ impl Application {
                     }
                 }
                 stop.cancel();
+                sockets.cancel();
             }
         };
         let router = self
@@ -137,6 +146,14 @@ impl Application {
             }
         };
         let (served, worked) = tokio::join!(server, workers);
+        // Every socket has been told to go away; let the close frames out.
+        self.sockets.tracker.close();
+        if tokio::time::timeout(SOCKETS_DRAIN, self.sockets.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("WebSockets still open at the drain deadline");
+        }
         if let Ok(error) = fatal_error.try_recv() {
             return Err(error);
         }
@@ -203,8 +220,12 @@ async fn prepare_database(
     }
 }
 
-pub async fn router(app: AppState, config: &Config) -> Router {
+pub async fn router(app: AppState, config: &Config, sockets: Sockets) -> Router {
     let endpoint = graphql::endpoint(app.clone(), config).await;
+    // Long-lived: neither the in-flight limit nor the time budget applies.
+    let live = Router::new()
+        .route("/graphql/ws", get(ws::upgrade))
+        .with_state((endpoint.clone(), sockets));
     let graphql = Router::new()
         .route("/graphql", post(http::post).get(http::get))
         .route("/graphiql/{name}", get(graphql::graphiql::asset))
@@ -218,6 +239,7 @@ pub async fn router(app: AppState, config: &Config) -> Router {
         .route("/readyz", get(readyz))
         .with_state(app)
         .merge(graphql)
+        .merge(live)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed);
     // After the fallbacks: a preflight (OPTIONS) must meet CORS before the 405 fallback.

@@ -11,6 +11,7 @@ use crate::{
     db::{self, PgPool},
     idempotency::IdempotencyStore,
     jobs,
+    live::{Changes, Hub},
     redis::{self, Breaker, RedisPool},
     throttle::Throttle,
 };
@@ -27,6 +28,10 @@ pub struct AppState {
     pub throttle: Arc<Throttle>,
     /// Wakes the workers when a registration queued a confirmation.
     pub jobs: jobs::Waker,
+    /// Publishes what changed to every process's subscribers.
+    pub changes: Changes,
+    /// This process's subscriptions.
+    pub live: Hub,
     /// False until migrations have run (Postgres may be down when the server starts).
     pub migrated: watch::Receiver<bool>,
 }
@@ -54,6 +59,8 @@ impl AppState {
         let (migrated_tx, migrated) = watch::channel(false);
         let state = Self {
             jobs: jobs::Waker::spawn(db.clone()),
+            changes: Changes::spawn(db.clone()),
+            live: Hub::spawn(db.clone(), config.database_url.clone(), migrated.clone()),
             idempotency: IdempotencyStore::new(
                 redis.clone(),
                 breaker.clone(),

@@ -6,6 +6,7 @@ use serde_json::Value;
 #[test]
 fn every_scenario_runs_tiny_and_reports_its_figures() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .env("LOADGEN_SERVER_BIN", env!("CARGO_BIN_EXE_mini-compete"))
         .args([
             "--scale",
             "0.01",
@@ -36,7 +37,8 @@ fn every_scenario_runs_tiny_and_reports_its_figures() {
             "login-flood",
             "jobs",
             "hostile",
-            "waitlist"
+            "waitlist",
+            "subscribers"
         ],
         "{stderr}"
     );
@@ -63,4 +65,10 @@ fn every_scenario_runs_tiny_and_reports_its_figures() {
     assert_eq!(lines[0]["ok"], 10, "{}", lines[0]);
     assert_eq!(lines[0]["refused"], 10, "{}", lines[0]);
     assert!(lines[4]["confirm_p99_ms"].is_number(), "{}", lines[4]);
+    // Subscribers: every watcher saw the competition fill, and the latency was measured.
+    let live = &lines[7];
+    assert_eq!(live["saw_the_final_state"], live["subscribers"], "{live}");
+    for field in ["delivery_p99_ms", "messages_per_s", "hot_alone_rps"] {
+        assert!(live[field].as_f64() > Some(0.0), "{field}: {live}");
+    }
 }

@@ -44,12 +44,13 @@ pub struct Shapes {
     abstract_types: HashSet<String>,
     query: String,
     mutation: Option<String>,
+    subscription: Option<String>,
     /// `__Schema.description`: async-graphql answers with a fixed sentence of its own.
     schema_description: &'static str,
 }
 
 const SHAPES_QUERY: &str = "{ __schema {
-    queryType { name } mutationType { name }
+    queryType { name } mutationType { name } subscriptionType { name }
     types { name kind fields(includeDeprecated: true) { name type { ...Ref } } }
   } }
   fragment Ref on __Type { kind name ofType { kind name ofType { kind name ofType {
@@ -94,6 +95,7 @@ impl Shapes {
             abstract_types,
             query,
             mutation: root["mutationType"]["name"].as_str().map(str::to_owned),
+            subscription: root["subscriptionType"]["name"].as_str().map(str::to_owned),
             schema_description,
         }
     }
@@ -125,7 +127,7 @@ impl Shapes {
         let root = match operation.node.ty {
             OperationType::Query => Some(self.query.as_str()),
             OperationType::Mutation => self.mutation.as_deref(),
-            OperationType::Subscription => None,
+            OperationType::Subscription => self.subscription.as_deref(),
         };
         let (Some(root), Value::Object(object)) = (root, data) else {
             return Value::Null;

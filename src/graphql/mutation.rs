@@ -81,7 +81,8 @@ impl Mutation {
         let caller = ctx.caller()?;
         let id = validation::parse_id("id", &id)?;
         let state = ctx.state();
-        let competition = competitions::update(&state.db, caller, id, input.into()).await?;
+        let competition =
+            competitions::update(&state.db, &state.changes, caller, id, input.into()).await?;
         state.jobs.wake();
         Ok(CompetitionView::from(competition))
     }
@@ -95,7 +96,8 @@ impl Mutation {
     ) -> async_graphql::Result<CompetitionView> {
         let caller = ctx.caller()?;
         let id = validation::parse_id("id", &id)?;
-        let competition = competitions::cancel(&ctx.state().db, caller, id).await?;
+        let state = ctx.state();
+        let competition = competitions::cancel(&state.db, &state.changes, caller, id).await?;
         Ok(CompetitionView::from(competition))
     }
 
@@ -117,6 +119,7 @@ impl Mutation {
         let registration = registrations::register(
             &state.db,
             &state.idempotency,
+            &state.changes,
             caller,
             competition_id,
             &key,
@@ -136,7 +139,8 @@ impl Mutation {
         let caller = ctx.caller()?;
         let registration_id = validation::parse_id("registrationId", &registration_id)?;
         let state = ctx.state();
-        let registration = registrations::cancel(&state.db, caller, registration_id).await?;
+        let registration =
+            registrations::cancel(&state.db, &state.changes, caller, registration_id).await?;
         // A freed seat may have gone to the waiting list, with a confirmation to send.
         state.jobs.wake();
         Ok(RegistrationView(registration))

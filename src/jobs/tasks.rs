@@ -8,19 +8,34 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{CONFIRMATION_QUEUE, HOUSEKEEPING_QUEUE, MAX_ATTEMPTS, REMINDER_QUEUE};
-use crate::{db::PgPool, error::AppError, idempotency, mail};
+use crate::{db::PgPool, error::AppError, idempotency, live::Changes, mail};
+
+/// What a running task needs of its worker.
+#[derive(Clone)]
+pub(super) struct TaskContext {
+    pub db: PgPool,
+    /// Where what a task changed is published, once it committed.
+    pub changes: Changes,
+}
 
 tokio::task_local! {
     /// fang builds tasks from their JSON, so they cannot hold the pool; the worker provides
     /// it around each run.
-    pub(super) static TASK_DB: PgPool;
+    pub(super) static TASK: TaskContext;
+}
+
+fn context() -> Result<TaskContext, FangError> {
+    TASK.try_with(TaskContext::clone).map_err(|_| FangError {
+        description: "task run outside a worker".into(),
+    })
 }
 
 async fn connection() -> Result<PooledConnection<'static, AsyncPgConnection>, FangError> {
-    let db = TASK_DB.try_with(PgPool::clone).map_err(|_| FangError {
-        description: "task run outside a worker".into(),
-    })?;
-    db.get_owned().await.map_err(|error| failure(error.into()))
+    context()?
+        .db
+        .get_owned()
+        .await
+        .map_err(|error| failure(error.into()))
 }
 
 /// Starts the description of a failure that was Postgres being unreachable, which the
@@ -71,10 +86,10 @@ fn first_activation() -> i32 {
 impl AsyncRunnable for ConfirmRegistration {
     async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
         let mut conn = connection().await?;
-        let mailed = mail::confirm_many(&mut conn, &[self.target()])
+        let confirmed = mail::confirm_many(&mut conn, &[self.target()])
             .await
             .map_err(failure)?;
-        tracing::debug!(registration_id = %self.registration_id, mailed, "confirmation");
+        context()?.changes.publish_all(confirmed);
         Ok(())
     }
 
@@ -106,8 +121,12 @@ impl AsyncRunnable for SendReminders {
         }
         // The same tick closes the waiting lists whose deadline has passed.
         let closed = mail::close_waitlists(&mut conn).await.map_err(failure)?;
-        if closed > 0 {
-            tracing::info!(closed, "waiting-list entries closed at their deadline");
+        if !closed.is_empty() {
+            tracing::info!(
+                changes = closed.len(),
+                "waiting lists closed at their deadline"
+            );
+            context()?.changes.publish_all(closed);
         }
         Ok(())
     }

@@ -43,12 +43,13 @@ use uuid::Uuid;
 use super::{
     CONFIRMATION_TASK, ConfirmRegistration, HOUSEKEEPING_QUEUE, MAX_ATTEMPTS, PruneIdempotencyKeys,
     QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL,
-    tasks::{TASK_DB, UNAVAILABLE},
+    tasks::{TASK, TaskContext, UNAVAILABLE},
 };
 use crate::{
     config::JobsConfig,
     db::{PgPool, prepared},
     error::AppError,
+    live::Changes,
     mail,
 };
 
@@ -267,6 +268,8 @@ DELETE FROM fang_tasks
 
 struct Worker {
     db: PgPool,
+    /// Publishes what tasks changed (confirmations) to the servers' subscribers.
+    changes: Changes,
     /// fang's queue: schedules cron tasks and is what fang hands to a running task.
     queue: AsyncQueue,
     settings: JobsConfig,
@@ -310,6 +313,7 @@ impl Worker {
             .build();
         queue.connect().await.context("fang queue")?;
         let worker = Self {
+            changes: Changes::spawn(db.clone()),
             db,
             queue,
             settings,
@@ -540,7 +544,10 @@ impl Worker {
                 mail::confirm_many(&mut conn, &targets).await
             };
             match confirmed.await {
-                Ok(_) => return batch.iter().map(|(task, _)| task.id).collect(),
+                Ok(confirmed) => {
+                    self.changes.publish_all(confirmed);
+                    return batch.iter().map(|(task, _)| task.id).collect();
+                }
                 Err(AppError::Unavailable(detail)) if !self.shutdown.is_cancelled() => {
                     self.reached_postgres(false);
                     tracing::warn!(%detail, tasks = batch.len(), "Postgres is unavailable; the confirmations will run when it is back");
@@ -579,9 +586,11 @@ impl Worker {
         };
         let mut outage = Backoff::default();
         let result = loop {
-            let result = TASK_DB
-                .scope(self.db.clone(), runnable.run(&self.queue))
-                .await;
+            let context = TaskContext {
+                db: self.db.clone(),
+                changes: self.changes.clone(),
+            };
+            let result = TASK.scope(context, runnable.run(&self.queue)).await;
             match result {
                 Err(error) if is_outage(&error) && !self.shutdown.is_cancelled() => {
                     self.reached_postgres(false);

@@ -18,7 +18,7 @@ fn frontend_dir() -> PathBuf {
 }
 
 /// Installs the pinned Node packages once (`.ci/run` does it ahead of time).
-fn node_packages() {
+pub fn node_packages() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         if frontend_dir().join("node_modules").exists() {
@@ -117,6 +117,34 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_other_hosts() {
         "{report}"
     );
     assert_eq!(seen["elsewhere"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graphiql_subscribes_over_the_websocket() {
+    chromium();
+    let app = TestApp::spawn_without_workers().await;
+    let organizer = app.signup("ORGANIZER").await;
+    let id = app
+        .create_competition(&organizer, json!({ "title": "Live Cup" }))
+        .await["data"]["createCompetition"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Over HTTP a subscription is refused: the title shows only if GraphiQL used the socket.
+    let report = node(
+        "browser.mjs",
+        &[
+            &app.url(""),
+            &format!(r#"subscription {{ competitionChanged(id: "{id}") {{ title }} }}"#),
+            "Live Cup",
+        ],
+    )
+    .await;
+    let seen: Value = serde_json::from_str(report.trim()).expect("one JSON line");
+    assert_eq!(
+        seen["result"]["data"]["competitionChanged"]["title"], "Live Cup",
+        "{report}"
+    );
 }
 
 /// POSTs as an application/graphql-response+json client; (status, raw body).

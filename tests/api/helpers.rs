@@ -6,7 +6,7 @@ use std::{
 };
 
 use mini_compete::{
-    config::{Config, DocumentLimits, HttpConfig, JobsConfig, RateLimits},
+    config::{Config, DocumentLimits, HttpConfig, JobsConfig, LiveLimits, RateLimits},
     db, jobs,
     startup::Application,
 };
@@ -43,6 +43,7 @@ pub fn test_config() -> Config {
         bind_addr: "127.0.0.1:0".parse().expect("literal address"),
         http: HttpConfig::default(),
         limits: DocumentLimits::default(),
+        live: LiveLimits::default(),
         rate_limits: RateLimits::default(),
         jobs: test_jobs_config(),
     }

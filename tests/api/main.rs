@@ -7,6 +7,7 @@ mod frontend;
 mod helpers;
 mod hostile;
 mod jobs;
+mod live;
 mod ops;
 mod protection;
 mod registrations;

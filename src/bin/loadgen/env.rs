@@ -13,7 +13,7 @@ use diesel::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use mini_compete::{
     auth::JwtKeys,
-    config::{Config, DocumentLimits, HttpConfig, JobsConfig, RateLimits},
+    config::{Config, DocumentLimits, HttpConfig, JobsConfig, LiveLimits, RateLimits},
     db::{self, PgPool},
     schema::users,
     startup::Application,
@@ -37,6 +37,37 @@ struct InProcess {
     serving: JoinHandle<anyhow::Result<()>>,
     redis_url: String,
     redis_prefix: String,
+    /// To start more servers on the same database.
+    config: Config,
+}
+
+/// A `mini-compete serve` process on the same database, without workers: its memory is
+/// its own (an in-process server's would include the load tool's clients).
+pub struct ServerProcess {
+    pub graphql_url: String,
+    child: tokio::process::Child,
+}
+
+impl ServerProcess {
+    /// The most memory the process has held (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()?)).ok()?;
+        status_mib(&status, "VmHWM:")
+    }
+
+    /// Stops it as an operator would (SIGTERM) and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()?;
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("the server process did not stop")??;
+        anyhow::ensure!(status.success(), "the server process ended with {status}");
+        Ok(())
+    }
 }
 
 pub struct Env {
@@ -91,6 +122,7 @@ impl Env {
             bind_addr: "127.0.0.1:0".parse()?,
             http: HttpConfig::default(),
             limits: DocumentLimits::default(),
+            live: LiveLimits::default(),
             // login-flood measures what hashing does to the rest of the API, so its logins
             // must reach the hasher rather than the rate limit.
             rate_limits: RateLimits {
@@ -118,10 +150,63 @@ impl Env {
             server: Some(InProcess {
                 stop,
                 serving,
-                redis_url: config.redis_url,
+                redis_url: config.redis_url.clone(),
                 redis_prefix: name,
+                config,
             }),
         })
+    }
+
+    /// `binary serve` on this database, without workers, with `environment` on top.
+    pub async fn spawn_server(
+        &self,
+        binary: &std::path::Path,
+        environment: &[(&str, &str)],
+    ) -> anyhow::Result<ServerProcess> {
+        let server = self
+            .server
+            .as_ref()
+            .context("a server process needs an in-process first one (no --url)")?;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let child = tokio::process::Command::new(binary)
+            .arg("serve")
+            .env("DATABASE_URL", &server.config.database_url)
+            .env("REDIS_URL", &server.redis_url)
+            .env("REDIS_KEY_PREFIX", &server.redis_prefix)
+            .env(
+                "JWT_SECRET",
+                server.config.jwt_secret.as_deref().unwrap_or_default(),
+            )
+            .env("BIND_ADDR", addr.to_string())
+            .env("WORKER_CONCURRENCY", "0")
+            .env("RUST_LOG", "warn")
+            .envs(environment.iter().copied())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (build it: cargo build --release --bin mini-compete)",
+                    binary.display()
+                )
+            })?;
+        let process = ServerProcess {
+            graphql_url: format!("http://{addr}/graphql"),
+            child,
+        };
+        let ready = format!("http://{addr}/readyz");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = reqwest::get(&ready).await
+                && response.status().is_success()
+            {
+                return Ok(process);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the server process was not ready within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn in_process(&self) -> bool {
@@ -263,10 +348,17 @@ impl From<UserRow> for User {
 
 /// This process's resident memory in MiB (the in-process server and the load generator).
 pub fn rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_mib(
+        &std::fs::read_to_string("/proc/self/status").ok()?,
+        "VmRSS:",
+    )
+}
+
+/// A `/proc/<pid>/status` memory figure, in MiB.
+fn status_mib(status: &str, field: &str) -> Option<f64> {
     let kib: f64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -7,6 +7,7 @@
 mod ceiling;
 mod drive;
 mod env;
+mod live;
 
 use std::{
     collections::HashMap,
@@ -55,6 +56,9 @@ enum Scenario {
     /// Capacity 1000, 3000 registrations with `waitlist: true` at 256 clients; then 500
     /// cancellations racing 500 more waiting-list registrations.
     Waitlist,
+    /// 5000 subscriptions to one competition on one server while `hot` fills it through
+    /// another: delivery latency, messages per second, hot beside them, RSS.
+    Subscribers,
 }
 
 #[derive(Parser)]
@@ -103,6 +107,15 @@ struct Args {
     /// One JSON line per scenario on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
+
+    /// Subscribers in the `subscribers` scenario (default: 5 000 × scale).
+    #[arg(long)]
+    watchers: Option<usize>,
+
+    /// The server binary the `subscribers` scenario starts (default: `mini-compete` beside
+    /// this one).
+    #[arg(long, env = "LOADGEN_SERVER_BIN")]
+    server_bin: Option<std::path::PathBuf>,
 }
 
 /// One scenario's figures.
@@ -194,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Jobs => jobs_latency(&args, &target).await,
             Scenario::Hostile => hostile(&args, &target).await,
             Scenario::Waitlist => waitlist(&args, &target).await,
+            Scenario::Subscribers => subscribers(&args, &target).await,
         }
         .with_context(|| format!("scenario {scenario:?}"))?;
         if args.json {
@@ -651,6 +665,160 @@ async fn waitlist(args: &Args, target: &Target) -> anyhow::Result<Report> {
         "waiting list out of order: {:?}",
         report.extra
     );
+    Ok(report)
+}
+
+/// Records when each seat count was reached, from inside the registering statement (a
+/// trigger of the scratch database only): the instant a change commits, to the millisecond.
+const SEAT_LOG: [&str; 3] = [
+    "CREATE TABLE seat_log (n integer NOT NULL, at timestamptz NOT NULL)",
+    "CREATE FUNCTION log_seat() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN INSERT INTO seat_log VALUES (NEW.registered_count, clock_timestamp()); RETURN NEW; END $$",
+    "CREATE TRIGGER log_seat AFTER UPDATE OF registered_count ON competitions
+     FOR EACH ROW EXECUTE FUNCTION log_seat()",
+];
+
+async fn subscribers(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        target.url.is_none(),
+        "subscribers runs its own servers (no --url)"
+    );
+    let clients = 256;
+    let capacity = scaled(1000.0, args.scale);
+    let watchers = args.watchers.unwrap_or_else(|| scaled(5000.0, args.scale));
+    let env = Env::start(target, args.server_workers).await?;
+    let binary = match &args.server_bin {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe()?.with_file_name("mini-compete"),
+    };
+    // Thousands of anonymous sockets from one address.
+    let watched = env
+        .spawn_server(&binary, &[("MAX_CONNECTIONS_PER_USER", "1000000000")])
+        .await?;
+    let [unwatched, competition] = env.competitions(2, i32::try_from(capacity)?).await?[..] else {
+        anyhow::bail!("two competitions were asked for");
+    };
+    let participants = scaled(2000.0, args.scale);
+    let people = env.participants(2 * participants).await?;
+    let (first_half, people) = people.split_at(participants);
+    // The same load without watchers first, on the same servers: the cost of watching.
+    let driver = Driver::new(&env.graphql_url, clients)?;
+    let alone = driver
+        .all(
+            clients,
+            first_half
+                .iter()
+                .map(|who| register(who, unwatched))
+                .collect(),
+            "hot without subscribers",
+        )
+        .await;
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = env.connection().await?;
+        for sql in SEAT_LOG {
+            diesel::sql_query(sql).execute(&mut conn).await?;
+        }
+    }
+    let ws_url = watched.graphql_url.replacen("http://", "ws://", 1) + "/ws";
+    let mut seen = Vec::with_capacity(watchers);
+    let mut listening = Vec::with_capacity(watchers);
+    for chunk in (0..watchers).collect::<Vec<_>>().chunks(250) {
+        let opened = futures_util::future::join_all(chunk.iter().map(|_| {
+            let log = live::Seen::default();
+            let url = ws_url.clone();
+            async move {
+                let task = live::subscribe(&url, competition, capacity as i64, log.clone()).await;
+                (log, task)
+            }
+        }))
+        .await;
+        for (log, task) in opened {
+            seen.push(log);
+            listening.push(task?);
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let requests = people
+        .iter()
+        .map(|who| register(who, competition))
+        .collect();
+    let tally = driver
+        .all(clients, requests, "hot beside subscribers")
+        .await;
+    // Let the last state reach everyone.
+    let _ = tokio::time::timeout(live::SETTLE, futures_util::future::join_all(listening)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let committed: Vec<(i64, f64)> = {
+        #[derive(diesel::QueryableByName)]
+        struct Seat {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+            #[diesel(sql_type = diesel::sql_types::Double)]
+            at: f64,
+        }
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "SELECT n::bigint AS n, extract(epoch FROM at)::float8 AS at FROM seat_log",
+        )
+        .load::<Seat>(&mut env.connection().await?)
+        .await?
+        .into_iter()
+        .map(|seat| (seat.n, seat.at))
+        .collect()
+    };
+    let committed_at: std::collections::HashMap<i64, f64> = committed.into_iter().collect();
+    let mut latencies = Vec::new();
+    let mut messages = 0usize;
+    let mut complete = 0usize;
+    for log in &seen {
+        let log = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        messages += log.len();
+        if log
+            .last()
+            .is_some_and(|(count, _)| *count >= capacity as i64)
+        {
+            complete += 1;
+        }
+        // The first event is the state at subscription time, not a change.
+        for (count, received) in log.iter().skip(1) {
+            if let Some(at) = committed_at.get(count) {
+                latencies.push((received - at) * 1000.0);
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        latencies
+            .get(
+                ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len().max(1)) - 1,
+            )
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let mut report = Report::new(Scenario::Subscribers, tally);
+    report.rss_mib = watched.peak_rss_mib();
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    for (name, value) in [
+        ("subscribers", json!(watchers)),
+        ("hot_alone_rps", json!(round(alone.throughput()))),
+        ("saw_the_final_state", json!(complete)),
+        ("messages", json!(messages)),
+        ("messages_per_s", json!(round(messages as f64 / elapsed))),
+        ("delivery_p50_ms", json!(round(quantile(0.5)))),
+        ("delivery_p99_ms", json!(round(quantile(0.99)))),
+        (
+            "delivery_max_ms",
+            json!(round(latencies.last().copied().unwrap_or(0.0))),
+        ),
+    ] {
+        report.extra.insert(name.into(), value);
+    }
+    report.oversold = Some(env.oversold().await?);
+    watched.stop().await?;
+    env.finish().await?;
     Ok(report)
 }
 
