@@ -18,6 +18,7 @@ pub struct Config {
         long,
         env = "DATABASE_URL",
         global = true,
+        hide_env_values = true,
         default_value = "postgres://postgres:postgres@localhost:5432/mini_compete"
     )]
     pub database_url: String,
@@ -30,13 +31,20 @@ pub struct Config {
         long,
         env = "REDIS_URL",
         global = true,
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
 
-    /// HS256 signing secret. Unset: a random per-process secret (tokens die with the process).
+    /// HS256 signing secret, at least 32 bytes and not a placeholder. Unset: a random
+    /// per-process secret (tokens die with the process).
     #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<String>,
+
+    /// Start even with a short or placeholder `JWT_SECRET` (development only: anyone who
+    /// guesses it can mint ORGANIZER tokens).
+    #[arg(long, env = "ALLOW_WEAK_JWT_SECRET", global = true)]
+    pub allow_weak_jwt_secret: bool,
 
     #[arg(long, env = "JWT_TTL_SECS", global = true, default_value_t = 3600)]
     pub jwt_ttl_secs: u64,
@@ -118,6 +126,12 @@ pub struct HttpConfig {
     /// same-origin only.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", global = true)]
     pub cors_allowed_origins: Option<String>,
+
+    /// Serve `/metrics` on this address only (e.g. `0.0.0.0:9090`, reachable by the
+    /// scraper but not the public); unset: on `BIND_ADDR` beside the API (`serve`) or not
+    /// at all (`worker`).
+    #[arg(long, env = "METRICS_ADDR", global = true)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -127,6 +141,7 @@ impl Default for HttpConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             trusted_proxies: Vec::new(),
             cors_allowed_origins: None,
+            metrics_addr: None,
         }
     }
 }

@@ -52,6 +52,25 @@ impl AppError {
     /// A valid token whose account was deleted.
     pub const ACCOUNT_GONE: Self = Self::Unauthenticated("The account no longer exists");
 
+    /// Every `extensions.code` there is.
+    pub const CODES: [&'static str; 15] = [
+        "UNAUTHENTICATED",
+        "FORBIDDEN",
+        "BAD_USER_INPUT",
+        "QUERY_TOO_COMPLEX",
+        "RATE_LIMITED",
+        "PERSISTED_QUERY_NOT_FOUND",
+        "NOT_FOUND",
+        "CONFLICT",
+        "ALREADY_REGISTERED",
+        "COMPETITION_FULL",
+        "REGISTRATION_CLOSED",
+        "REQUEST_IN_PROGRESS",
+        "IDEMPOTENCY_KEY_REUSED",
+        "SERVICE_UNAVAILABLE",
+        "INTERNAL",
+    ];
+
     /// The `extensions.code` of API.md for this error.
     pub fn code(&self) -> &'static str {
         match self {

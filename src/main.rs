@@ -1,6 +1,6 @@
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use mini_compete::{config::Config, db, graphql, jobs, seed, startup};
+use mini_compete::{config::Config, db, graphql, jobs, metrics, seed, startup};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -15,8 +15,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(flatten)]
     config: Config,
+    /// Log lines as `text` (for people) or `json` (one object per line, for collectors).
+    #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -32,18 +41,27 @@ enum Command {
     Seed,
     /// Print the GraphQL schema (SDL); `schema.graphql` is this output.
     Schema,
+    /// Exit 0 when the server at `BIND_ADDR` is ready (`/readyz`), 1 otherwise: a container
+    /// healthcheck that needs no curl in the image.
+    Healthcheck,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     dotenvy::dotenv().ok();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // Each line carries its request's span (request_id, operation …) as fields.
+        LogFormat::Json => logs
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
     let config = cli.config;
     match cli.command {
         Command::Serve => {
@@ -71,7 +89,27 @@ async fn main() -> anyhow::Result<()> {
                 None => return Ok(()),
             }
             let pool = db::pool(&config.database_url, config.database_pool_size);
-            jobs::run_workers(pool, config.database_url, config.jobs, stop).await?;
+            metrics::install();
+            let scrape = match config.http.metrics_addr {
+                Some(addr) => {
+                    let sources = metrics::Sources {
+                        db: pool.clone(),
+                        redis: None,
+                    };
+                    let listener = metrics::bind(addr).await?;
+                    Some(tokio::spawn(metrics::serve(
+                        listener,
+                        sources,
+                        stop.clone(),
+                    )))
+                }
+                None => None,
+            };
+            jobs::run_workers(pool, config.database_url, config.jobs, stop.clone()).await?;
+            stop.cancel();
+            if let Some(scrape) = scrape {
+                let _ = scrape.await;
+            }
         }
         Command::Migrate => db::prepare(&config.database_url).await?,
         Command::Seed => {
@@ -86,6 +124,12 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::Schema => print!("{}", graphql::sdl()),
+        Command::Healthcheck => {
+            if let Err(error) = startup::check_ready(config.bind_addr).await {
+                eprintln!("not ready: {error:#}");
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
 }

@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
-    trace::TraceLayer,
 };
 
 use crate::{
@@ -30,7 +29,7 @@ use crate::{
         http::{self, Guard},
         ws::{self, Sockets},
     },
-    jobs, redis,
+    jobs, metrics, redis, request_log,
     state::AppState,
 };
 
@@ -44,6 +43,8 @@ pub struct Application {
     /// The WebSockets, closed (going away) on shutdown.
     sockets: Sockets,
     workers: Option<Workers>,
+    /// `/metrics` on a listener of its own (`METRICS_ADDR`).
+    metrics: Option<(TcpListener, metrics::Sources)>,
     /// A failure found after start-up that waiting will not fix (e.g. Postgres came up
     /// but refuses our password): the application stops with it.
     fatal: mpsc::Receiver<anyhow::Error>,
@@ -80,6 +81,7 @@ impl Application {
     /// unreachable), then binds the listener. Fails, naming the cause, on what waiting
     /// will not fix: credentials, a malformed URL, the address taken.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        metrics::install();
         let (state, migrated) = AppState::new(config)?;
         check_redis(&state).await?;
         let workers = (config.jobs.worker_concurrency > 0).then(|| Workers {
@@ -93,8 +95,13 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
+        let metrics = match config.http.metrics_addr {
+            Some(addr) => Some((metrics::bind(addr).await?, metrics::Sources::from(&state))),
+            None => None,
+        };
         Ok(Self {
             listener,
+            metrics,
             router: router(state, config, sockets.clone()).await,
             sockets,
             workers,
@@ -145,7 +152,12 @@ impl Application {
                 None => Ok(()),
             }
         };
-        let (served, worked) = tokio::join!(server, workers);
+        let metrics = async {
+            if let Some((listener, sources)) = self.metrics {
+                metrics::serve(listener, sources, stop.clone()).await;
+            }
+        };
+        let (served, worked, ()) = tokio::join!(server, workers, metrics);
         // Every socket has been told to go away; let the close frames out.
         self.sockets.tracker.close();
         if tokio::time::timeout(SOCKETS_DRAIN, self.sockets.tracker.wait())
@@ -234,12 +246,18 @@ pub async fn router(app: AppState, config: &Config, sockets: Sockets) -> Router 
             Guard::new(&config.http),
             http::guard,
         ));
+    // On its own listener when METRICS_ADDR says so; then not beside the API.
+    let scrape = match config.http.metrics_addr {
+        Some(_) => Router::new(),
+        None => metrics::router(metrics::Sources::from(&app)),
+    };
     let routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(app)
+        .with_state(app.clone())
         .merge(graphql)
         .merge(live)
+        .merge(scrape)
         .fallback(http::not_found)
         .method_not_allowed_fallback(http::method_not_allowed);
     // After the fallbacks: a preflight (OPTIONS) must meet CORS before the 405 fallback.
@@ -248,8 +266,10 @@ pub async fn router(app: AppState, config: &Config, sockets: Sockets) -> Router 
         None => routes,
     };
     routes
+        .layer(middleware::from_fn(metrics::track))
         .layer(CatchPanicLayer::custom(http::panicked))
-        .layer(TraceLayer::new_for_http())
+        .layer(request_log::layer())
+        .layer(middleware::from_fn(request_log::request_id))
 }
 
 /// CORS for `CORS_ALLOWED_ORIGINS` (unset: same-origin only, no CORS headers at all).
@@ -347,4 +367,38 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// Asks the server listening on `bind_addr` (an unspecified address means this host)
+/// whether it is ready: `GET /readyz` must answer 200 within `PROBE_TIMEOUT`.
+pub async fn check_ready(bind_addr: SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = bind_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr} (BIND_ADDR)"))?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut head = [0_u8; 12];
+        stream.read_exact(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
+        .context("no answer from /readyz in time")??;
+    // "HTTP/1.x 200"
+    anyhow::ensure!(
+        &head[9..12] == b"200",
+        "/readyz answered {}",
+        String::from_utf8_lossy(&head[9..12])
+    );
+    Ok(())
 }

@@ -41,6 +41,15 @@ impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<(Self, watch::Sender<bool>)> {
         let jwt = match &config.jwt_secret {
             Some(secret) if !secret.is_empty() => {
+                if let Some(weakness) = weakness(secret) {
+                    anyhow::ensure!(
+                        config.allow_weak_jwt_secret,
+                        "JWT_SECRET {weakness}: anyone who guesses it can sign tokens. Set a \
+                         random one (e.g. `openssl rand -base64 48`), or ALLOW_WEAK_JWT_SECRET=true \
+                         for development"
+                    );
+                    tracing::warn!("JWT_SECRET {weakness}; allowed by ALLOW_WEAK_JWT_SECRET");
+                }
                 JwtKeys::new(secret.as_bytes(), config.jwt_ttl_secs)
             }
             _ => {
@@ -82,5 +91,23 @@ impl AppState {
             migrated,
         };
         Ok((state, migrated_tx))
+    }
+}
+
+/// Shortest `JWT_SECRET` accepted: HS256's key should be at least its 256-bit output.
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Why `secret` must not sign tokens, if it must not.
+fn weakness(secret: &str) -> Option<&'static str> {
+    let lowered = secret.to_lowercase();
+    if ["change-me", "changeme", "change_me", "placeholder"]
+        .iter()
+        .any(|placeholder| lowered.contains(placeholder))
+    {
+        Some("is a published placeholder")
+    } else if secret.len() < MIN_JWT_SECRET_BYTES {
+        Some("is shorter than 32 bytes")
+    } else {
+        None
     }
 }

@@ -140,6 +140,7 @@ impl Throttle {
         if wait.is_zero() {
             Ok(())
         } else {
+            crate::metrics::refused("password_attempts");
             Err(AppError::RateLimited {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             })

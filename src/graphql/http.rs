@@ -16,6 +16,7 @@ use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use axum::{
+    Extension,
     body::{Body, Bytes},
     extract::{ConnectInfo, RawQuery, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -41,6 +42,7 @@ use crate::{
     auth::{Claims, JwtKeys},
     config::HttpConfig,
     error::{AppError, AppResult, bad_input},
+    metrics::{self, GraphqlOutcome},
     state::AppState,
 };
 
@@ -202,11 +204,12 @@ impl<'a> ResponseBody<'a> {
     }
 }
 
-fn json_response(status: StatusCode, media: Media, body: &impl Serialize) -> Response {
+fn json_response(status: StatusCode, media: Media, body: &ResponseBody<'_>) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (
             status,
             [(header::CONTENT_TYPE, media.content_type())],
+            Extension(ResultCode(result_code(body.errors))),
             Bytes::from(bytes),
         )
             .into_response(),
@@ -214,6 +217,28 @@ fn json_response(status: StatusCode, media: Media, body: &impl Serialize) -> Res
             tracing::error!(%error, "could not serialise a response");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+/// The first error's `extensions.code` ("OK" without errors), left in the response for
+/// the metrics.
+#[derive(Clone, Copy)]
+struct ResultCode(&'static str);
+
+fn result_code(errors: &[ServerError]) -> &'static str {
+    let Some(error) = errors.first() else {
+        return "OK";
+    };
+    match error
+        .extensions
+        .as_ref()
+        .and_then(|values| values.get("code"))
+    {
+        Some(async_graphql::Value::String(code)) => AppError::CODES
+            .into_iter()
+            .find(|known| known == code)
+            .unwrap_or("OTHER"),
+        _ => "OTHER",
     }
 }
 
@@ -452,6 +477,7 @@ fn contains_nul(variables: &Map<String, Value>) -> bool {
 }
 
 /// Checks the document and the caller, then executes.
+/// Runs a request, leaving what it was and how it ended for the metrics.
 async fn run(
     endpoint: &Endpoint,
     peer: IpAddr,
@@ -459,6 +485,49 @@ async fn run(
     media: Media,
     method: Method,
     request: GraphqlRequest,
+) -> Response {
+    let mut selected = Selected {
+        kind: "unknown",
+        name: request.operation_name.clone(),
+    };
+    let mut response = execute(
+        endpoint,
+        peer,
+        headers,
+        media,
+        method,
+        request,
+        &mut selected,
+    )
+    .await;
+    let operation = metrics::operation_label(selected.name.as_deref());
+    tracing::Span::current().record("operation", operation.as_str());
+    let code = response
+        .extensions()
+        .get::<ResultCode>()
+        .map_or("OTHER", |code| code.0);
+    response.extensions_mut().insert(GraphqlOutcome {
+        operation,
+        kind: selected.kind,
+        code,
+    });
+    response
+}
+
+/// The operation a request selected, once its document is parsed.
+struct Selected {
+    kind: &'static str,
+    name: Option<String>,
+}
+
+async fn execute(
+    endpoint: &Endpoint,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    media: Media,
+    method: Method,
+    request: GraphqlRequest,
+    selected: &mut Selected,
 ) -> Response {
     if request.query.is_none() && !request.extensions.contains_key("persistedQuery") {
         return Refusal::transport(StatusCode::BAD_REQUEST, bad_input("a query is required"))
@@ -476,7 +545,16 @@ async fn run(
         Err(refused) => return Refusal::from(refused).respond(media),
     };
     let operation_name = request.operation_name;
-    if method == Method::Get && is_mutation(&document, operation_name.as_deref()) {
+    let operation = selected_operation(&document, operation_name.as_deref());
+    if let Some((name, kind)) = operation {
+        selected.kind = match kind {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        };
+        selected.name = name.map(str::to_owned);
+    }
+    if method == Method::Get && operation.is_some_and(|(_, kind)| kind == OperationType::Mutation) {
         let mut refusal = Refusal::transport(
             StatusCode::METHOD_NOT_ALLOWED,
             bad_input("mutations must be sent with POST"),
@@ -534,17 +612,22 @@ async fn run(
     json_response(StatusCode::OK, media, &body)
 }
 
-/// True when the operation the request selects is a mutation.
-fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
-    let selected = match (&document.operations, operation_name) {
-        (DocumentOperations::Single(operation), _) => Some(operation),
-        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
-        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
-            operations.values().next()
-        }
+/// The name and type of the operation the request selects, if it selects one.
+fn selected_operation<'a>(
+    document: &'a ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<(Option<&'a str>, OperationType)> {
+    match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => Some((None, operation.node.ty)),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations
+            .get_key_value(name)
+            .map(|(name, operation)| (Some(name.as_str()), operation.node.ty)),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
+            .iter()
+            .next()
+            .map(|(name, operation)| (Some(name.as_str()), operation.node.ty)),
         _ => None,
-    };
-    selected.is_some_and(|operation| operation.node.ty == OperationType::Mutation)
+    }
 }
 
 /// The caller named by a valid bearer token, as the account is now. A request without
@@ -621,6 +704,7 @@ impl Guard {
 pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let media = Media::negotiate(request.headers());
     let Ok(_permit) = guard.in_flight.clone().try_acquire_owned() else {
+        crate::metrics::refused("in_flight");
         return Refusal::transport(
             StatusCode::SERVICE_UNAVAILABLE,
             AppError::Overloaded("The server is busy; retry later"),
@@ -629,11 +713,14 @@ pub async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> 
     };
     match tokio::time::timeout(guard.budget, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => Refusal::transport(
-            StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Overloaded("The request ran out of its time budget; retry later"),
-        )
-        .respond(media),
+        Err(_) => {
+            crate::metrics::refused("time_budget");
+            Refusal::transport(
+                StatusCode::SERVICE_UNAVAILABLE,
+                AppError::Overloaded("The request ran out of its time budget; retry later"),
+            )
+            .respond(media)
+        }
     }
 }
 

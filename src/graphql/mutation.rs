@@ -7,7 +7,7 @@ use super::{
         SignupInput, UpdateCompetitionInput, UserView,
     },
 };
-use crate::{auth, competitions, idempotency, registrations, validation};
+use crate::{auth, competitions, idempotency, metrics, registrations, validation};
 
 pub struct Mutation;
 
@@ -116,7 +116,7 @@ impl Mutation {
         let key =
             idempotency::resolve_key(ctx.idempotency_key_header(), idempotency_key.as_deref())?;
         let state = ctx.state();
-        let registration = registrations::register(
+        let registered = registrations::register(
             &state.db,
             &state.idempotency,
             &state.changes,
@@ -125,7 +125,12 @@ impl Mutation {
             &key,
             waitlist,
         )
-        .await?;
+        .await;
+        metrics::registration(match &registered {
+            Ok(registration) => registration.status.as_str(),
+            Err(error) => error.code(),
+        });
+        let registration = registered?;
         state.jobs.wake();
         Ok(RegistrationView(registration))
     }

@@ -211,6 +211,7 @@ async fn serve(
         let _ = sink.send(close(4429, "Too many connections")).await;
         return;
     };
+    let _counted = OpenSocket::counted();
     let mut data = Data::default();
     data.insert(Viewer(viewer));
     data.insert(SubscriptionSlots::new(
@@ -273,6 +274,22 @@ async fn caller(endpoint: &Endpoint, init: &str) -> Result<Option<Claims>, AppEr
         ))?;
     let claims = endpoint.app.jwt.verify(token)?;
     endpoint.app.accounts.confirm(claims).await.map(Some)
+}
+
+/// Counts an open socket in the metrics while it lives.
+struct OpenSocket;
+
+impl OpenSocket {
+    fn counted() -> Self {
+        crate::metrics::websocket_opened();
+        Self
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        crate::metrics::websocket_closed();
+    }
 }
 
 /// Runs what arrives over a socket: the same document limits as over HTTP, and spec-exact

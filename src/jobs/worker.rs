@@ -50,7 +50,7 @@ use crate::{
     db::{PgPool, prepared},
     error::AppError,
     live::Changes,
-    mail,
+    mail, metrics,
 };
 
 /// Confirmations confirmed together in one statement.
@@ -173,6 +173,9 @@ async fn listen_once(database_url: &str, wake: &Notify) -> anyhow::Result<()> {
 struct ClaimedTask {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
+    /// When it was queued: for a confirmation, when its registration committed.
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: chrono::DateTime<chrono::Utc>,
     #[diesel(sql_type = Jsonb)]
     metadata: serde_json::Value,
     #[diesel(sql_type = Integer)]
@@ -193,7 +196,7 @@ UPDATE fang_tasks SET state = 'in_progress', updated_at = now()
         ORDER BY scheduled_at
         LIMIT $2
           FOR UPDATE SKIP LOCKED)
-RETURNING id, metadata, retries";
+RETURNING id, created_at, metadata, retries";
 
 /// Deals with tasks that a dead worker left `in_progress`, their lease older than `$1` s: the
 /// stalled attempt counts as failed, so it is retried, or dead-lettered if it was attempt
@@ -546,6 +549,13 @@ impl Worker {
             match confirmed.await {
                 Ok(confirmed) => {
                     self.changes.publish_all(confirmed);
+                    let now = chrono::Utc::now();
+                    for (task, _) in &batch {
+                        if let Ok(lag) = (now - task.created_at).to_std() {
+                            metrics::confirmation_lag(lag);
+                        }
+                    }
+                    metrics::task(CONFIRMATION_TASK, "succeeded", batch.len() as u64);
                     return batch.iter().map(|(task, _)| task.id).collect();
                 }
                 Err(AppError::Unavailable(detail)) if !self.shutdown.is_cancelled() => {
@@ -615,9 +625,14 @@ impl Worker {
             })
             .await;
         }
+        let task_type = runnable.task_type();
         match result {
-            Ok(()) => return Some(task.id),
+            Ok(()) => {
+                metrics::task(&task_type, "succeeded", 1);
+                return Some(task.id);
+            }
             Err(error) if task.retries < runnable.max_retries() => {
+                metrics::task(&task_type, "retried", 1);
                 tracing::warn!(task_id = %task.id, attempt = task.retries + 1, error = error.description, "task failed; will retry");
                 self.record(task.id, || {
                     self.retry(task.id, task.retries, &error.description)
@@ -625,6 +640,7 @@ impl Worker {
                 .await;
             }
             Err(error) => {
+                metrics::task(&task_type, "failed", 1);
                 tracing::error!(task_id = %task.id, attempts = task.retries + 1, error = error.description, "task failed for good");
                 self.record(task.id, || self.dead_letter(task.id, &error.description))
                     .await;

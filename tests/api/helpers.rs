@@ -38,6 +38,7 @@ pub fn test_config() -> Config {
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
         redis_key_prefix: name,
         idempotency_lock_secs: 60,
+        allow_weak_jwt_secret: false,
         jwt_secret: Some(JWT_SECRET.to_owned()),
         jwt_ttl_secs: 3600,
         bind_addr: "127.0.0.1:0".parse().expect("literal address"),

@@ -8,6 +8,7 @@ mod helpers;
 mod hostile;
 mod jobs;
 mod live;
+mod operating;
 mod ops;
 mod protection;
 mod registrations;

@@ -115,6 +115,7 @@ impl Env {
             database_url: url.to_string(),
             database_pool_size: 16,
             redis_url: target.redis_url.clone(),
+            allow_weak_jwt_secret: false,
             jwt_secret: Some(secret.clone()),
             jwt_ttl_secs: 24 * 3600,
             redis_key_prefix: name.clone(),
