@@ -1,6 +1,9 @@
 //! Configuration: every setting is a flag and an environment variable (`.env` is read first).
 
-use std::{net::SocketAddr, str::FromStr};
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    str::FromStr,
+};
 
 use clap::Args;
 use ipnet::IpNet;
@@ -19,12 +22,12 @@ pub struct Config {
         env = "DATABASE_URL",
         global = true,
         hide_env_values = true,
-        default_value = "postgres://postgres:postgres@localhost:5432/mini_compete"
+        default_value = DEFAULT_DATABASE_URL
     )]
     pub database_url: String,
 
     /// Largest number of Postgres connections this process opens.
-    #[arg(long, env = "DATABASE_POOL_SIZE", global = true, default_value_t = 16)]
+    #[arg(long, env = "DATABASE_POOL_SIZE", global = true, default_value_t = DEFAULT_DATABASE_POOL_SIZE)]
     pub database_pool_size: u32,
 
     #[arg(
@@ -32,7 +35,7 @@ pub struct Config {
         env = "REDIS_URL",
         global = true,
         hide_env_values = true,
-        default_value = "redis://127.0.0.1:6379"
+        default_value = DEFAULT_REDIS_URL
     )]
     pub redis_url: String,
 
@@ -46,7 +49,7 @@ pub struct Config {
     #[arg(long, env = "ALLOW_WEAK_JWT_SECRET", global = true)]
     pub allow_weak_jwt_secret: bool,
 
-    #[arg(long, env = "JWT_TTL_SECS", global = true, default_value_t = 3600)]
+    #[arg(long, env = "JWT_TTL_SECS", global = true, default_value_t = DEFAULT_JWT_TTL_SECS)]
     pub jwt_ttl_secs: u64,
 
     /// Prefix of every Redis key this service writes (to share a Redis between deployments).
@@ -54,7 +57,7 @@ pub struct Config {
         long,
         env = "REDIS_KEY_PREFIX",
         global = true,
-        default_value = "mini-compete"
+        default_value = DEFAULT_REDIS_KEY_PREFIX
     )]
     pub redis_key_prefix: String,
 
@@ -63,7 +66,7 @@ pub struct Config {
         long,
         env = "IDEMPOTENCY_LOCK_SECS",
         global = true,
-        default_value_t = 60
+        default_value_t = DEFAULT_IDEMPOTENCY_LOCK_SECS
     )]
     pub idempotency_lock_secs: u64,
 
@@ -71,7 +74,7 @@ pub struct Config {
         long,
         env = "BIND_ADDR",
         global = true,
-        default_value = "127.0.0.1:3000"
+        default_value_t = DEFAULT_BIND_ADDR
     )]
     pub bind_addr: SocketAddr,
 
@@ -89,6 +92,38 @@ pub struct Config {
 
     #[command(flatten)]
     pub jobs: JobsConfig,
+}
+
+// Every default is written once, here (or beside its settings' struct), and used by the
+// CLI and by `Default`, which tests and the load tool start from.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/mini_compete";
+pub const DEFAULT_DATABASE_POOL_SIZE: u32 = 16;
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+pub const DEFAULT_JWT_TTL_SECS: u64 = 3600;
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "mini-compete";
+pub const DEFAULT_IDEMPOTENCY_LOCK_SECS: u64 = 60;
+pub const DEFAULT_BIND_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3000));
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_pool_size: DEFAULT_DATABASE_POOL_SIZE,
+            redis_url: DEFAULT_REDIS_URL.to_owned(),
+            jwt_secret: None,
+            allow_weak_jwt_secret: false,
+            jwt_ttl_secs: DEFAULT_JWT_TTL_SECS,
+            redis_key_prefix: DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+            idempotency_lock_secs: DEFAULT_IDEMPOTENCY_LOCK_SECS,
+            bind_addr: DEFAULT_BIND_ADDR,
+            http: HttpConfig::default(),
+            limits: DocumentLimits::default(),
+            rate_limits: RateLimits::default(),
+            live: LiveLimits::default(),
+            jobs: JobsConfig::default(),
+        }
+    }
 }
 
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;

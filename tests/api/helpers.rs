@@ -6,7 +6,7 @@ use std::{
 };
 
 use mini_compete::{
-    config::{Config, DocumentLimits, HttpConfig, JobsConfig, LiveLimits, RateLimits},
+    config::{Config, JobsConfig},
     db, jobs,
     startup::Application,
 };
@@ -33,20 +33,13 @@ pub fn test_config() -> Config {
     let name = format!("mc_test_{}", Uuid::new_v4().simple());
     Config {
         database_url: with_database(&server_url(), &name),
-        database_pool_size: 16,
         redis_url: std::env::var("REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
+            .unwrap_or_else(|_| mini_compete::config::DEFAULT_REDIS_URL.to_owned()),
         redis_key_prefix: name,
-        idempotency_lock_secs: 60,
-        allow_weak_jwt_secret: false,
         jwt_secret: Some(JWT_SECRET.to_owned()),
-        jwt_ttl_secs: 3600,
         bind_addr: "127.0.0.1:0".parse().expect("literal address"),
-        http: HttpConfig::default(),
-        limits: DocumentLimits::default(),
-        live: LiveLimits::default(),
-        rate_limits: RateLimits::default(),
         jobs: test_jobs_config(),
+        ..Config::default()
     }
 }
 

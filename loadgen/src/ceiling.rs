@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use mini_compete::{db, jobs, registrations};
 
-const SCHEMA: &str = include_str!("../../../bench/ceilings/schema.sql");
-pub const HOT: &str = include_str!("../../../bench/ceilings/hot.sql");
-pub const SPREAD: &str = include_str!("../../../bench/ceilings/spread.sql");
-pub const READS: &str = include_str!("../../../bench/ceilings/reads.sql");
+const SCHEMA: &str = include_str!("../../bench/ceilings/schema.sql");
+pub const HOT: &str = include_str!("../../bench/ceilings/hot.sql");
+pub const SPREAD: &str = include_str!("../../bench/ceilings/spread.sql");
+pub const READS: &str = include_str!("../../bench/ceilings/reads.sql");
 
 /// pgbench opens one connection per client, and Postgres allows 100 by default: more
 /// clients than this are capped (the server under test uses at most its pool of 16).

@@ -13,7 +13,7 @@ use diesel::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use mini_compete::{
     auth::JwtKeys,
-    config::{Config, DocumentLimits, HttpConfig, JobsConfig, LiveLimits, RateLimits},
+    config::{Config, JobsConfig, RateLimits},
     db::{self, PgPool},
     schema::users,
     startup::Application,
@@ -113,17 +113,11 @@ impl Env {
         let secret = Uuid::new_v4().simple().to_string().repeat(2);
         let config = Config {
             database_url: url.to_string(),
-            database_pool_size: 16,
             redis_url: target.redis_url.clone(),
-            allow_weak_jwt_secret: false,
             jwt_secret: Some(secret.clone()),
             jwt_ttl_secs: 24 * 3600,
             redis_key_prefix: name.clone(),
-            idempotency_lock_secs: 60,
             bind_addr: "127.0.0.1:0".parse()?,
-            http: HttpConfig::default(),
-            limits: DocumentLimits::default(),
-            live: LiveLimits::default(),
             // login-flood measures what hashing does to the rest of the API, so its logins
             // must reach the hasher rather than the rate limit.
             rate_limits: RateLimits {
@@ -136,6 +130,7 @@ impl Env {
                 job_drain_secs: 5,
                 ..JobsConfig::default()
             },
+            ..Config::default()
         };
         let app = Application::build(&config).await?;
         let addr = app.local_addr()?;

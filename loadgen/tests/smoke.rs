@@ -5,8 +5,17 @@ use serde_json::Value;
 
 #[test]
 fn every_scenario_runs_tiny_and_reports_its_figures() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .env("LOADGEN_SERVER_BIN", env!("CARGO_BIN_EXE_mini-compete"))
+    // The server binary the subscribers scenario starts: `cargo test` builds it beside
+    // this one (the workspace's default members are both packages).
+    let loadgen = std::path::Path::new(env!("CARGO_BIN_EXE_loadgen"));
+    let server = loadgen.with_file_name("mini-compete");
+    assert!(
+        server.exists(),
+        "{} is missing: run `cargo test` from the workspace root",
+        server.display()
+    );
+    let output = std::process::Command::new(loadgen)
+        .env("LOADGEN_SERVER_BIN", &server)
         .args([
             "--scale",
             "0.01",
