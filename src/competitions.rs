@@ -508,6 +508,19 @@ struct ListedRow {
     organizer_created_at: DateTime<Utc>,
 }
 
+impl ListedRow {
+    fn split(self) -> (Competition, User) {
+        let organizer = User {
+            id: self.competition.organizer_id,
+            name: self.organizer_name,
+            email: self.organizer_email,
+            role: self.organizer_role,
+            created_at: self.organizer_created_at,
+        };
+        (self.competition, organizer)
+    }
+}
+
 /// One page of at most `first` competitions after `after`, newest first.
 pub async fn list(
     conn: &mut AsyncPgConnection,
@@ -541,22 +554,35 @@ pub async fn list(
     let (items, organizers) = rows
         .into_iter()
         .take(first as usize)
-        .map(|row| {
-            let organizer = User {
-                id: row.competition.organizer_id,
-                name: row.organizer_name,
-                email: row.organizer_email,
-                role: row.organizer_role,
-                created_at: row.organizer_created_at,
-            };
-            (row.competition, organizer)
-        })
+        .map(ListedRow::split)
         .unzip();
     Ok(Page {
         items,
         organizers,
         has_next_page,
     })
+}
+
+/// A competition and its organizer, in one statement (a competition page shows both).
+const FIND_WITH_ORGANIZER: &str = "
+SELECT c.id, c.organizer_id, c.title, c.description, c.tags, c.capacity,
+       c.registered_count, c.reg_deadline, c.start_date, c.created_at,
+       c.waitlist_count, c.cancelled_at,
+       u.name AS organizer_name, u.email AS organizer_email,
+       u.role AS organizer_role, u.created_at AS organizer_created_at
+  FROM competitions c JOIN users u ON u.id = c.organizer_id
+ WHERE c.id = $1";
+
+pub async fn find_with_organizer(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> AppResult<Option<(Competition, User)>> {
+    let row: Option<ListedRow> = prepared(FIND_WITH_ORGANIZER)
+        .bind::<SqlUuid, _>(id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(row.map(ListedRow::split))
 }
 
 #[derive(QueryableByName)]

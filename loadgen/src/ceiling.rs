@@ -13,6 +13,10 @@ const SCHEMA: &str = include_str!("../../bench/ceilings/schema.sql");
 pub const HOT: &str = include_str!("../../bench/ceilings/hot.sql");
 pub const SPREAD: &str = include_str!("../../bench/ceilings/spread.sql");
 pub const READS: &str = include_str!("../../bench/ceilings/reads.sql");
+pub const READ_ONE: &str = include_str!("../../bench/ceilings/read-one.sql");
+/// Numbers the scenario's competitions, for `READ_ONE` to pick one by a random number.
+pub const READ_ONE_IDS: &str =
+    "CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM competitions";
 
 /// pgbench opens one connection per client, and Postgres allows 100 by default: more
 /// clients than this are capped (the server under test uses at most its pool of 16).

@@ -59,6 +59,8 @@ enum Scenario {
     /// 5000 subscriptions to one competition on one server while `hot` fills it through
     /// another: delivery latency, messages per second, hot beside them, RSS.
     Subscribers,
+    /// `competition(id)` with its organizer, over 200 competitions, 64 clients.
+    ReadOne,
 }
 
 #[derive(Parser)]
@@ -203,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Hot => registrations(&args, &target, scenario).await,
             Scenario::Spread => registrations(&args, &target, scenario).await,
             Scenario::Reads => reads(&args, &target).await,
+            Scenario::ReadOne => read_one(&args, &target).await,
             Scenario::LoginFlood => login_flood(&args, &target).await,
             Scenario::Jobs => jobs_latency(&args, &target).await,
             Scenario::Hostile => hostile(&args, &target).await,
@@ -368,6 +371,40 @@ async fn reads(args: &Args, target: &Target) -> anyhow::Result<Report> {
     report.rss_mib = rss.filter(|_| env.in_process());
     report.ceiling_tps = ceiling(args, "ceiling", |secs| {
         ceiling::pgbench(&env.database_url, ceiling::READS, clients, secs, &[])
+    })
+    .await;
+    env.finish().await?;
+    Ok(report)
+}
+
+const READ_ONE: &str = "query($id: ID!) { competition(id: $id) {
+    id title capacity registeredCount regDeadline startDate organizer { id name } } }";
+
+async fn read_one(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let clients = 64;
+    let env = Env::start(target, args.server_workers).await?;
+    let ids = Arc::new(env.competitions(200, 100).await?);
+    let driver = Driver::new(&env.graphql_url, clients)?;
+    let (tally, rss) = with_peak_rss(driver.during(
+        clients,
+        timed(args),
+        {
+            let ids = Arc::clone(&ids);
+            move |sent| Request::new(READ_ONE, json!({ "id": ids[sent % ids.len()] }), None)
+        },
+        "read-one",
+    ))
+    .await;
+    let mut report = Report::new(Scenario::ReadOne, tally);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(ceiling::READ_ONE_IDS)
+            .execute(&mut env.connection().await?)
+            .await?;
+    }
+    report.ceiling_tps = ceiling(args, "ceiling", |secs| {
+        ceiling::pgbench(&env.database_url, ceiling::READ_ONE, clients, secs, &[])
     })
     .await;
     env.finish().await?;

@@ -47,7 +47,8 @@ fn every_scenario_runs_tiny_and_reports_its_figures() {
             "jobs",
             "hostile",
             "waitlist",
-            "subscribers"
+            "subscribers",
+            "read-one"
         ],
         "{stderr}"
     );
@@ -80,4 +81,6 @@ fn every_scenario_runs_tiny_and_reports_its_figures() {
     for field in ["delivery_p99_ms", "messages_per_s", "hot_alone_rps"] {
         assert!(live[field].as_f64() > Some(0.0), "{field}: {live}");
     }
+    // read-one: measured beside its own pgbench ceiling.
+    assert!(lines[8]["ceiling_tps"].as_f64() > Some(0.0), "{}", lines[8]);
 }

@@ -182,6 +182,16 @@ impl From<Competition> for CompetitionView {
     }
 }
 
+impl CompetitionView {
+    /// With its organizer read in the same statement (no second lookup).
+    pub fn with_organizer(competition: Competition, organizer: User) -> Self {
+        Self {
+            competition,
+            organizer: Some(organizer),
+        }
+    }
+}
+
 #[Object(name = "Competition")]
 impl CompetitionView {
     async fn id(&self) -> ID {
@@ -314,10 +324,7 @@ impl CompetitionConnection {
             .zip(page.organizers)
             .map(|(competition, organizer)| CompetitionEdge {
                 cursor: Cursor::of(&competition).encode(),
-                node: CompetitionView {
-                    competition,
-                    organizer: Some(organizer),
-                },
+                node: CompetitionView::with_organizer(competition, organizer),
             })
             .collect();
         Self {

@@ -56,6 +56,13 @@ impl Query {
     ) -> async_graphql::Result<Option<CompetitionView>> {
         let id = validation::parse_id("id", &id)?;
         let mut conn = ctx.db().await?;
+        // Asked for its organizer: both in one statement rather than a second lookup.
+        if ctx.look_ahead().field("organizer").exists() {
+            let found = competitions::find_with_organizer(&mut conn, id).await?;
+            return Ok(found.map(|(competition, organizer)| {
+                CompetitionView::with_organizer(competition, organizer)
+            }));
+        }
         Ok(competitions::find(&mut conn, id)
             .await?
             .map(CompetitionView::from))

@@ -12,4 +12,5 @@ mod operating;
 mod ops;
 mod protection;
 mod registrations;
+mod statements;
 mod waitlist;

@@ -1,0 +1,195 @@
+//! How many statements each read shape sends to Postgres, counted by diesel's
+//! instrumentation on every connection this test process opens (per database, so the
+//! tests running beside it do not count).
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, Once, PoisonError},
+};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
+use serde_json::{Value, json};
+
+use crate::helpers::{Account, TestApp};
+
+/// Statements sent, by database name.
+static SENT: Mutex<Option<HashMap<String, Vec<String>>>> = Mutex::new(None);
+
+/// One connection's counter: it learns its database when the connection is made.
+struct Counter {
+    database: Option<String>,
+}
+
+impl Instrumentation for Counter {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartEstablishConnection { url, .. } => {
+                self.database = url::Url::parse(url)
+                    .ok()
+                    .map(|url| url.path().trim_start_matches('/').to_owned());
+            }
+            InstrumentationEvent::StartQuery { query, .. } => {
+                if let Some(database) = &self.database {
+                    SENT.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert_with(HashMap::new)
+                        .entry(database.clone())
+                        .or_default()
+                        .push(query.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn count_every_connection() {
+    static INSTALLED: Once = Once::new();
+    INSTALLED.call_once(|| {
+        set_default_instrumentation(|| Some(Box::new(Counter { database: None })))
+            .expect("instrumentation installed");
+    });
+}
+
+fn database_of(app: &TestApp) -> String {
+    url::Url::parse(&app.config.database_url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned()
+}
+
+/// The statements `app`'s database received while `request` ran, but for the pool's own.
+async fn statements_of<F: Future<Output = Value>>(
+    app: &TestApp,
+    request: F,
+) -> (Value, Vec<String>) {
+    let database = database_of(app);
+    let take = || {
+        SENT.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(HashMap::new)
+            .remove(&database)
+            .unwrap_or_default()
+    };
+    take();
+    let body = request.await;
+    // A connection the pool opened meanwhile sets itself up first, the pool checks a
+    // connection before lending it (`SELECT 1`), and the live-updates publisher sends
+    // earlier writes' changes when it will: none is the request's own statement.
+    let sent = take()
+        .into_iter()
+        .filter(|sql| {
+            !sql.starts_with("SET TIME ZONE")
+                && !sql.starts_with("SET CLIENT_ENCODING")
+                && !sql.starts_with("SELECT $1 -- binds: [1]")
+                && !sql.starts_with("SELECT pg_notify(")
+        })
+        .collect();
+    (body, sent)
+}
+
+async fn query(app: &TestApp, who: Option<&Account>, document: &str, variables: Value) -> Value {
+    let body = app
+        .gql_as(
+            who.map(|account| account.token.as_str()),
+            document,
+            variables,
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_read_shape_costs_the_statements_it_should() {
+    count_every_connection();
+    let app = TestApp::spawn_without_workers().await;
+    let organizer = app.signup("ORGANIZER").await;
+    let participant = app.signup("PARTICIPANT").await;
+    let competition =
+        app.create_competition(&organizer, json!({})).await["data"]["createCompetition"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    query(
+        &app,
+        Some(&participant),
+        "mutation($id: ID!) { register(competitionId: $id, idempotencyKey: \"count-1\") { id } }",
+        json!({ "id": competition }),
+    )
+    .await;
+    // Warm: the token's account is confirmed once per process and cached, and every
+    // statement is prepared once per connection.
+    for _ in 0..3 {
+        query(
+            &app,
+            Some(&participant),
+            "query($id: ID!) { competition(id: $id) { title organizer { name } } }",
+            json!({ "id": competition }),
+        )
+        .await;
+    }
+
+    let (body, sent) = statements_of(
+        &app,
+        query(
+            &app,
+            None,
+            "query($id: ID!) { competition(id: $id) { title organizer { name } } }",
+            json!({ "id": competition }),
+        ),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["competition"]["organizer"]["name"], "Test User",
+        "{body}"
+    );
+    // One statement: no second lookup for the organizer.
+    assert_eq!(
+        sent.len(),
+        1,
+        "competition with its organizer: one statement, sent {sent:#?}"
+    );
+    assert!(sent[0].contains("JOIN users"), "{sent:#?}");
+
+    // The other shapes, as they are today (a regression adds statements; fewer is the
+    // goal): (document, who asks, statements).
+    let shapes = [
+        ("{ me { id name } }", Some(&participant), 1),
+        ("{ myMail { subject } }", Some(&participant), 1),
+        (
+            "{ competitions(first: 20) { edges { node { title organizer { name } } } } }",
+            None,
+            1,
+        ),
+        (
+            "{ myRegistrations { status competition { title organizer { name } } } }",
+            Some(&participant),
+            3,
+        ),
+        (
+            "query($id: ID!) { competition(id: $id) { registrations { status user { name } } } }",
+            Some(&organizer),
+            3,
+        ),
+    ];
+    let mut counted = Vec::new();
+    for (document, who, _) in &shapes {
+        let (_, sent) = statements_of(
+            &app,
+            query(&app, *who, document, json!({ "id": competition })),
+        )
+        .await;
+        counted.push(sent);
+    }
+    let wrong: Vec<String> = shapes
+        .iter()
+        .zip(&counted)
+        .filter(|((_, _, expected), sent)| sent.len() != *expected)
+        .map(|((document, _, expected), sent)| {
+            format!("{document}: {expected} expected, sent {sent:#?}")
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
