@@ -25,8 +25,8 @@ use crate::{
     idempotency::{self, IdempotencyStore, Record, Reservation},
     jobs,
     live::{Change, Changes},
-    schema::{competitions, registrations},
-    users::Role,
+    schema::{competitions, registrations, users},
+    users::{Role, User},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
@@ -500,6 +500,25 @@ pub async fn of_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> AppResult<V
         .filter(registrations::user_id.eq(user_id))
         .order((registrations::created_at.desc(), registrations::id.desc()))
         .select(Registration::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// The user's registrations with their competitions and organizers, newest first, in one
+/// statement.
+pub async fn of_user_with_competitions(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+) -> AppResult<Vec<(Registration, Competition, User)>> {
+    Ok(registrations::table
+        .inner_join(competitions::table.inner_join(users::table))
+        .filter(registrations::user_id.eq(user_id))
+        .order((registrations::created_at.desc(), registrations::id.desc()))
+        .select((
+            Registration::as_select(),
+            Competition::as_select(),
+            User::as_select(),
+        ))
         .load(conn)
         .await?)
 }

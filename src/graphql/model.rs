@@ -167,6 +167,7 @@ impl From<CreateCompetitionInput> for NewCompetition {
     }
 }
 
+#[derive(Clone)]
 pub struct CompetitionView {
     competition: Competition,
     /// Known when the competition was read together with its organizer (listings).
@@ -250,40 +251,66 @@ impl CompetitionView {
         let caller = ctx.caller()?;
         let mut conn = ctx.db().await?;
         let found = registrations::of_competition(&mut conn, caller, &self.competition).await?;
-        Ok(found.into_iter().map(RegistrationView).collect())
+        Ok(found.into_iter().map(RegistrationView::from).collect())
     }
 }
 
-pub struct RegistrationView(pub Registration);
+pub struct RegistrationView {
+    registration: Registration,
+    /// Its competition, when read in the same statement.
+    competition: Option<CompetitionView>,
+}
+
+impl From<Registration> for RegistrationView {
+    fn from(registration: Registration) -> Self {
+        Self {
+            registration,
+            competition: None,
+        }
+    }
+}
+
+impl RegistrationView {
+    /// With its competition (and organizer) read in the same statement.
+    pub fn with_competition(registration: Registration, competition: CompetitionView) -> Self {
+        Self {
+            registration,
+            competition: Some(competition),
+        }
+    }
+}
 
 #[Object(name = "Registration")]
 impl RegistrationView {
     async fn id(&self) -> ID {
-        id(self.0.id)
+        id(self.registration.id)
     }
     async fn status(&self) -> RegistrationStatusView {
-        self.0.status.into()
+        self.registration.status.into()
     }
     async fn created_at(&self) -> DateTime {
-        self.0.created_at.into()
+        self.registration.created_at.into()
     }
     async fn confirmed_at(&self) -> Option<DateTime> {
-        self.0.confirmed_at.map(DateTime)
+        self.registration.confirmed_at.map(DateTime)
     }
     async fn cancelled_at(&self) -> Option<DateTime> {
-        self.0.cancelled_at.map(DateTime)
+        self.registration.cancelled_at.map(DateTime)
     }
     /// 1-based place on the waiting list while WAITLISTED (1 gets the next free seat);
     /// null otherwise.
     async fn waitlist_position(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
-        if self.0.status != registrations::RegistrationStatus::Waitlisted {
+        if self.registration.status != registrations::RegistrationStatus::Waitlisted {
             return Ok(None);
         }
         let mut conn = ctx.db().await?;
-        Ok(registrations::waitlist_position(&mut conn, &self.0).await?)
+        Ok(registrations::waitlist_position(&mut conn, &self.registration).await?)
     }
     async fn competition(&self, ctx: &Context<'_>) -> async_graphql::Result<CompetitionView> {
-        let competition_id = self.0.competition_id;
+        if let Some(competition) = &self.competition {
+            return Ok(competition.clone());
+        }
+        let competition_id = self.registration.competition_id;
         let competition = ctx
             .loader()
             .load_one(CompetitionId(competition_id))
@@ -292,7 +319,7 @@ impl RegistrationView {
         Ok(CompetitionView::from(competition))
     }
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
-        load_user(ctx, self.0.user_id).await
+        load_user(ctx, self.registration.user_id).await
     }
 }
 

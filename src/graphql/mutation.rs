@@ -132,7 +132,7 @@ impl Mutation {
         });
         let registration = registered?;
         state.jobs.wake();
-        Ok(RegistrationView(registration))
+        Ok(RegistrationView::from(registration))
     }
 
     /// The registrant only: cancels; a freed seat goes to the first on the waiting list.
@@ -148,6 +148,6 @@ impl Mutation {
             registrations::cancel(&state.db, &state.changes, caller, registration_id).await?;
         // A freed seat may have gone to the waiting list, with a confirmation to send.
         state.jobs.wake();
-        Ok(RegistrationView(registration))
+        Ok(RegistrationView::from(registration))
     }
 }

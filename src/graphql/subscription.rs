@@ -124,7 +124,7 @@ impl Subscription {
                 let _slot = &slot;
                 let repeated = last_sent.get(&registration.id) == Some(&registration);
                 last_sent.insert(registration.id, registration.clone());
-                future::ready((!repeated).then_some(RegistrationView(registration)))
+                future::ready((!repeated).then_some(RegistrationView::from(registration)))
             }),
         )
     }

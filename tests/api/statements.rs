@@ -166,7 +166,7 @@ async fn each_read_shape_costs_the_statements_it_should() {
         (
             "{ myRegistrations { status competition { title organizer { name } } } }",
             Some(&participant),
-            3,
+            1,
         ),
         (
             "query($id: ID!) { competition(id: $id) { registrations { status user { name } } } }",
@@ -192,4 +192,24 @@ async fn each_read_shape_costs_the_statements_it_should() {
         })
         .collect();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // And the joined shape reads what the batched one did.
+    let mine = query(
+        &app,
+        Some(&participant),
+        "{ myRegistrations { status competition { id title organizer { id name } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        mine["data"]["myRegistrations"],
+        json!([{
+            "status": "PENDING",
+            "competition": {
+                "id": competition,
+                "title": "Test Cup",
+                "organizer": { "id": organizer.id, "name": "Test User" },
+            },
+        }]),
+        "{mine}"
+    );
 }
