@@ -523,17 +523,40 @@ pub async fn of_user_with_competitions(
         .await?)
 }
 
+fn organizer_only(caller: &Claims, competition: &Competition) -> AppResult<()> {
+    if competition.organizer_id == caller.sub {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "only the competition's organizer can see its registrations",
+        ))
+    }
+}
+
+/// A competition's registrations with their users, in one statement; for its organizer
+/// only.
+pub async fn of_competition_with_users(
+    conn: &mut AsyncPgConnection,
+    caller: &Claims,
+    competition: &Competition,
+) -> AppResult<Vec<(Registration, User)>> {
+    organizer_only(caller, competition)?;
+    Ok(registrations::table
+        .inner_join(users::table)
+        .filter(registrations::competition_id.eq(competition.id))
+        .order((registrations::created_at.desc(), registrations::id.desc()))
+        .select((Registration::as_select(), User::as_select()))
+        .load(conn)
+        .await?)
+}
+
 /// A competition's registrations, for its organizer only.
 pub async fn of_competition(
     conn: &mut AsyncPgConnection,
     caller: &Claims,
     competition: &Competition,
 ) -> AppResult<Vec<Registration>> {
-    if competition.organizer_id != caller.sub {
-        return Err(AppError::Forbidden(
-            "only the competition's organizer can see its registrations",
-        ));
-    }
+    organizer_only(caller, competition)?;
     Ok(registrations::table
         .filter(registrations::competition_id.eq(competition.id))
         .order((registrations::created_at.desc(), registrations::id.desc()))

@@ -61,6 +61,9 @@ enum Scenario {
     Subscribers,
     /// `competition(id)` with its organizer, over 200 competitions, 64 clients.
     ReadOne,
+    /// `myRegistrations` with each competition and organizer: 500 participants with 10
+    /// registrations each, 64 clients.
+    MyRegistrations,
 }
 
 #[derive(Parser)]
@@ -206,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Spread => registrations(&args, &target, scenario).await,
             Scenario::Reads => reads(&args, &target).await,
             Scenario::ReadOne => read_one(&args, &target).await,
+            Scenario::MyRegistrations => my_registrations(&args, &target).await,
             Scenario::LoginFlood => login_flood(&args, &target).await,
             Scenario::Jobs => jobs_latency(&args, &target).await,
             Scenario::Hostile => hostile(&args, &target).await,
@@ -405,6 +409,70 @@ async fn read_one(args: &Args, target: &Target) -> anyhow::Result<Report> {
     }
     report.ceiling_tps = ceiling(args, "ceiling", |secs| {
         ceiling::pgbench(&env.database_url, ceiling::READ_ONE, clients, secs, &[])
+    })
+    .await;
+    env.finish().await?;
+    Ok(report)
+}
+
+const MY_REGISTRATIONS: &str = "{ myRegistrations { id status competition {
+    id title startDate organizer { id name } } } }";
+
+/// Ten registrations for every participant, straight into the tables (registering is not
+/// what this measures), with the seat counts to match.
+const REGISTER_TEN_EACH: [&str; 2] = [
+    "INSERT INTO registrations (id, user_id, competition_id, status, confirmed_at)
+     SELECT gen_random_uuid(), u.id, c.id, 'CONFIRMED', now()
+       FROM users u
+      CROSS JOIN LATERAL (SELECT id FROM competitions WHERE u.id IS NOT NULL
+                           ORDER BY random() LIMIT 10) c
+      WHERE u.role = 'PARTICIPANT'",
+    "UPDATE competitions c SET registered_count =
+            (SELECT count(*) FROM registrations r WHERE r.competition_id = c.id)",
+];
+
+async fn my_registrations(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let clients = 64;
+    let env = Env::start(target, args.server_workers).await?;
+    env.competitions(200, 1000).await?;
+    let people = env.participants(500).await?;
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = env.connection().await?;
+        for sql in REGISTER_TEN_EACH
+            .into_iter()
+            .chain([ceiling::MY_REGISTRATIONS_IDS])
+        {
+            diesel::sql_query(sql).execute(&mut conn).await?;
+        }
+    }
+    let tokens: Arc<Vec<Arc<str>>> = Arc::new(
+        people
+            .iter()
+            .map(|who| Arc::from(who.token.as_str()))
+            .collect(),
+    );
+    let driver = Driver::new(&env.graphql_url, clients)?;
+    let (tally, rss) = with_peak_rss(driver.during(
+        clients,
+        timed(args),
+        move |sent| {
+            let token = Arc::clone(&tokens[sent % tokens.len()]);
+            Request::new(MY_REGISTRATIONS, json!({}), Some(token))
+        },
+        "my-registrations",
+    ))
+    .await;
+    let mut report = Report::new(Scenario::MyRegistrations, tally);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    report.ceiling_tps = ceiling(args, "ceiling", |secs| {
+        ceiling::pgbench(
+            &env.database_url,
+            ceiling::MY_REGISTRATIONS,
+            clients,
+            secs,
+            &[],
+        )
     })
     .await;
     env.finish().await?;

@@ -250,6 +250,20 @@ impl CompetitionView {
     ) -> async_graphql::Result<Vec<RegistrationView>> {
         let caller = ctx.caller()?;
         let mut conn = ctx.db().await?;
+        // Asked for their users: in the same statement rather than a batch more.
+        if ctx.look_ahead().field("user").exists() {
+            let found =
+                registrations::of_competition_with_users(&mut conn, caller, &self.competition)
+                    .await?;
+            return Ok(found
+                .into_iter()
+                .map(|(registration, user)| RegistrationView {
+                    registration,
+                    competition: None,
+                    user: Some(user),
+                })
+                .collect());
+        }
         let found = registrations::of_competition(&mut conn, caller, &self.competition).await?;
         Ok(found.into_iter().map(RegistrationView::from).collect())
     }
@@ -259,6 +273,8 @@ pub struct RegistrationView {
     registration: Registration,
     /// Its competition, when read in the same statement.
     competition: Option<CompetitionView>,
+    /// Its user, when read in the same statement.
+    user: Option<User>,
 }
 
 impl From<Registration> for RegistrationView {
@@ -266,6 +282,7 @@ impl From<Registration> for RegistrationView {
         Self {
             registration,
             competition: None,
+            user: None,
         }
     }
 }
@@ -276,6 +293,7 @@ impl RegistrationView {
         Self {
             registration,
             competition: Some(competition),
+            user: None,
         }
     }
 }
@@ -319,6 +337,9 @@ impl RegistrationView {
         Ok(CompetitionView::from(competition))
     }
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
+        if let Some(user) = &self.user {
+            return Ok(UserView(user.clone()));
+        }
         load_user(ctx, self.registration.user_id).await
     }
 }

@@ -171,7 +171,7 @@ async fn each_read_shape_costs_the_statements_it_should() {
         (
             "query($id: ID!) { competition(id: $id) { registrations { status user { name } } } }",
             Some(&organizer),
-            3,
+            2,
         ),
     ];
     let mut counted = Vec::new();
@@ -211,5 +211,17 @@ async fn each_read_shape_costs_the_statements_it_should() {
             },
         }]),
         "{mine}"
+    );
+    let seen = query(
+        &app,
+        Some(&organizer),
+        "query($id: ID!) { competition(id: $id) { registrations { status user { id name } } } }",
+        json!({ "id": competition }),
+    )
+    .await;
+    assert_eq!(
+        seen["data"]["competition"]["registrations"],
+        json!([{ "status": "PENDING", "user": { "id": participant.id, "name": "Test User" } }]),
+        "{seen}"
     );
 }
