@@ -15,10 +15,12 @@ pub const SPREAD: &str = include_str!("../../bench/ceilings/spread.sql");
 pub const READS: &str = include_str!("../../bench/ceilings/reads.sql");
 pub const READ_ONE: &str = include_str!("../../bench/ceilings/read-one.sql");
 pub const MY_REGISTRATIONS: &str = include_str!("../../bench/ceilings/my-registrations.sql");
+pub const ORGANIZER_VIEW: &str = include_str!("../../bench/ceilings/organizer-view.sql");
 /// Numbers the scenario's participants, for `MY_REGISTRATIONS` to pick one at random.
 pub const MY_REGISTRATIONS_IDS: &str = "CREATE TABLE bench_users AS
     SELECT row_number() OVER () AS n, id FROM users WHERE role = 'PARTICIPANT'";
-/// Numbers the scenario's competitions, for `READ_ONE` to pick one by a random number.
+/// Numbers the scenario's competitions, for `READ_ONE` and `ORGANIZER_VIEW` to pick one
+/// by a random number.
 pub const READ_ONE_IDS: &str =
     "CREATE TABLE bench_ids AS SELECT row_number() OVER () AS n, id FROM competitions";
 

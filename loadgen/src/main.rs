@@ -64,6 +64,9 @@ enum Scenario {
     /// `myRegistrations` with each competition and organizer: 500 participants with 10
     /// registrations each, 64 clients.
     MyRegistrations,
+    /// The organizer's view of a competition: its registrations with their users; 20
+    /// competitions of 50 registrations, 64 clients.
+    OrganizerView,
 }
 
 #[derive(Parser)]
@@ -210,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
             Scenario::Reads => reads(&args, &target).await,
             Scenario::ReadOne => read_one(&args, &target).await,
             Scenario::MyRegistrations => my_registrations(&args, &target).await,
+            Scenario::OrganizerView => organizer_view(&args, &target).await,
             Scenario::LoginFlood => login_flood(&args, &target).await,
             Scenario::Jobs => jobs_latency(&args, &target).await,
             Scenario::Hostile => hostile(&args, &target).await,
@@ -469,6 +473,67 @@ async fn my_registrations(args: &Args, target: &Target) -> anyhow::Result<Report
         ceiling::pgbench(
             &env.database_url,
             ceiling::MY_REGISTRATIONS,
+            clients,
+            secs,
+            &[],
+        )
+    })
+    .await;
+    env.finish().await?;
+    Ok(report)
+}
+
+const ORGANIZER_VIEW: &str = "query($id: ID!) { competition(id: $id) {
+    title registeredCount registrations { id status user { id name } } } }";
+
+/// Every participant in one competition, round-robin, straight into the tables.
+const REGISTER_ROUND_ROBIN: [&str; 2] = [
+    "INSERT INTO registrations (id, user_id, competition_id, status, confirmed_at)
+     SELECT gen_random_uuid(), u.id, c.id, 'CONFIRMED', now()
+       FROM (SELECT id, row_number() OVER () AS n FROM users WHERE role = 'PARTICIPANT') u
+       JOIN (SELECT id, row_number() OVER () AS n FROM competitions) c
+         ON c.n = u.n % (SELECT count(*) FROM competitions) + 1",
+    "UPDATE competitions c SET registered_count =
+            (SELECT count(*) FROM registrations r WHERE r.competition_id = c.id)",
+];
+
+async fn organizer_view(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let clients = 64;
+    let env = Env::start(target, args.server_workers).await?;
+    let ids = Arc::new(env.competitions(20, 1000).await?);
+    env.participants(1000).await?;
+    {
+        use diesel_async::RunQueryDsl;
+        let mut conn = env.connection().await?;
+        for sql in REGISTER_ROUND_ROBIN
+            .into_iter()
+            .chain([ceiling::READ_ONE_IDS])
+        {
+            diesel::sql_query(sql).execute(&mut conn).await?;
+        }
+    }
+    let token: Arc<str> = Arc::from(env.organizer_token().await?.as_str());
+    let driver = Driver::new(&env.graphql_url, clients)?;
+    let (tally, rss) = with_peak_rss(driver.during(
+        clients,
+        timed(args),
+        move |sent| {
+            let id = ids[sent % ids.len()];
+            Request::new(
+                ORGANIZER_VIEW,
+                json!({ "id": id }),
+                Some(Arc::clone(&token)),
+            )
+        },
+        "organizer-view",
+    ))
+    .await;
+    let mut report = Report::new(Scenario::OrganizerView, tally);
+    report.rss_mib = rss.filter(|_| env.in_process());
+    report.ceiling_tps = ceiling(args, "ceiling", |secs| {
+        ceiling::pgbench(
+            &env.database_url,
+            ceiling::ORGANIZER_VIEW,
             clients,
             secs,
             &[],

@@ -49,7 +49,8 @@ fn every_scenario_runs_tiny_and_reports_its_figures() {
             "waitlist",
             "subscribers",
             "read-one",
-            "my-registrations"
+            "my-registrations",
+            "organizer-view"
         ],
         "{stderr}"
     );
