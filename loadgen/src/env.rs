@@ -255,6 +255,15 @@ impl Env {
     }
 
     /// `count` competitions of one organizer, open for a week, `capacity` seats each.
+    /// Runs `statements` on the scenario's database, in order.
+    pub async fn execute(&self, statements: &[&str]) -> anyhow::Result<()> {
+        let mut conn = self.connection().await?;
+        for sql in statements {
+            sql_query(*sql).execute(&mut conn).await?;
+        }
+        Ok(())
+    }
+
     /// A token of the organizer of `competitions`' competitions.
     pub async fn organizer_token(&self) -> anyhow::Result<String> {
         let organizer: User = sql_query(

@@ -69,6 +69,14 @@ enum Scenario {
     OrganizerView,
 }
 
+impl Scenario {
+    /// As on the command line (`read-one`).
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(String::new, |value| value.get_name().to_owned())
+    }
+}
+
 #[derive(Parser)]
 #[command(about = "Load generator for Mini-Compete")]
 struct Args {
@@ -149,9 +157,7 @@ impl Report {
     }
 
     fn name(&self) -> String {
-        self.scenario
-            .to_possible_value()
-            .map_or_else(String::new, |value| value.get_name().to_owned())
+        self.scenario.name()
     }
 
     fn ratio(&self) -> Option<f64> {
@@ -316,7 +322,7 @@ async fn registrations(args: &Args, target: &Target, scenario: Scenario) -> anyh
         })
         .collect();
     let driver = Driver::new(&env.graphql_url, clients)?;
-    let label = format!("{scenario:?}").to_lowercase();
+    let label = scenario.name();
     let (tally, rss) = with_peak_rss(driver.all(clients.min(participants), requests, &label)).await;
     let ended = tokio::time::Instant::now();
     let mut report = Report::new(scenario, tally);
@@ -368,55 +374,54 @@ fn list_request() -> Request {
     Request::new(LIST, json!({}), None)
 }
 
-async fn reads(args: &Args, target: &Target) -> anyhow::Result<Report> {
-    let clients = 64;
-    let env = Env::start(target, args.server_workers).await?;
-    env.competitions(200, 100).await?;
-    let driver = Driver::new(&env.graphql_url, clients)?;
-    let (tally, rss) =
-        with_peak_rss(driver.during(clients, timed(args), |_| list_request(), "reads")).await;
-    let mut report = Report::new(Scenario::Reads, tally);
+/// Clients of every read scenario.
+const READ_CLIENTS: usize = 64;
+
+/// A read scenario on `env`'s rows: `make` for the duration, then pgbench's `script` on the
+/// same rows as its ceiling.
+async fn read_scenario(
+    args: &Args,
+    env: Env,
+    scenario: Scenario,
+    make: impl Fn(usize) -> Request + Send + Sync + 'static,
+    script: &str,
+) -> anyhow::Result<Report> {
+    let label = scenario.name();
+    let driver = Driver::new(&env.graphql_url, READ_CLIENTS)?;
+    let (tally, rss) = with_peak_rss(driver.during(READ_CLIENTS, timed(args), make, &label)).await;
+    let mut report = Report::new(scenario, tally);
     report.rss_mib = rss.filter(|_| env.in_process());
     report.ceiling_tps = ceiling(args, "ceiling", |secs| {
-        ceiling::pgbench(&env.database_url, ceiling::READS, clients, secs, &[])
+        ceiling::pgbench(&env.database_url, script, READ_CLIENTS, secs, &[])
     })
     .await;
     env.finish().await?;
     Ok(report)
 }
 
+async fn reads(args: &Args, target: &Target) -> anyhow::Result<Report> {
+    let env = Env::start(target, args.server_workers).await?;
+    env.competitions(200, 100).await?;
+    read_scenario(
+        args,
+        env,
+        Scenario::Reads,
+        |_| list_request(),
+        ceiling::READS,
+    )
+    .await
+}
+
 const READ_ONE: &str = "query($id: ID!) { competition(id: $id) {
     id title capacity registeredCount regDeadline startDate organizer { id name } } }";
 
 async fn read_one(args: &Args, target: &Target) -> anyhow::Result<Report> {
-    let clients = 64;
     let env = Env::start(target, args.server_workers).await?;
-    let ids = Arc::new(env.competitions(200, 100).await?);
-    let driver = Driver::new(&env.graphql_url, clients)?;
-    let (tally, rss) = with_peak_rss(driver.during(
-        clients,
-        timed(args),
-        {
-            let ids = Arc::clone(&ids);
-            move |sent| Request::new(READ_ONE, json!({ "id": ids[sent % ids.len()] }), None)
-        },
-        "read-one",
-    ))
-    .await;
-    let mut report = Report::new(Scenario::ReadOne, tally);
-    report.rss_mib = rss.filter(|_| env.in_process());
-    {
-        use diesel_async::RunQueryDsl;
-        diesel::sql_query(ceiling::READ_ONE_IDS)
-            .execute(&mut env.connection().await?)
-            .await?;
-    }
-    report.ceiling_tps = ceiling(args, "ceiling", |secs| {
-        ceiling::pgbench(&env.database_url, ceiling::READ_ONE, clients, secs, &[])
-    })
-    .await;
-    env.finish().await?;
-    Ok(report)
+    let ids = env.competitions(200, 100).await?;
+    env.execute(&[ceiling::READ_ONE_IDS]).await?;
+    let make =
+        move |sent: usize| Request::new(READ_ONE, json!({ "id": ids[sent % ids.len()] }), None);
+    read_scenario(args, env, Scenario::ReadOne, make, ceiling::READ_ONE).await
 }
 
 const MY_REGISTRATIONS: &str = "{ myRegistrations { id status competition {
@@ -436,51 +441,27 @@ const REGISTER_TEN_EACH: [&str; 2] = [
 ];
 
 async fn my_registrations(args: &Args, target: &Target) -> anyhow::Result<Report> {
-    let clients = 64;
     let env = Env::start(target, args.server_workers).await?;
     env.competitions(200, 1000).await?;
     let people = env.participants(500).await?;
-    {
-        use diesel_async::RunQueryDsl;
-        let mut conn = env.connection().await?;
-        for sql in REGISTER_TEN_EACH
-            .into_iter()
-            .chain([ceiling::MY_REGISTRATIONS_IDS])
-        {
-            diesel::sql_query(sql).execute(&mut conn).await?;
-        }
-    }
-    let tokens: Arc<Vec<Arc<str>>> = Arc::new(
-        people
-            .iter()
-            .map(|who| Arc::from(who.token.as_str()))
-            .collect(),
-    );
-    let driver = Driver::new(&env.graphql_url, clients)?;
-    let (tally, rss) = with_peak_rss(driver.during(
-        clients,
-        timed(args),
-        move |sent| {
-            let token = Arc::clone(&tokens[sent % tokens.len()]);
-            Request::new(MY_REGISTRATIONS, json!({}), Some(token))
-        },
-        "my-registrations",
-    ))
-    .await;
-    let mut report = Report::new(Scenario::MyRegistrations, tally);
-    report.rss_mib = rss.filter(|_| env.in_process());
-    report.ceiling_tps = ceiling(args, "ceiling", |secs| {
-        ceiling::pgbench(
-            &env.database_url,
-            ceiling::MY_REGISTRATIONS,
-            clients,
-            secs,
-            &[],
-        )
-    })
-    .await;
-    env.finish().await?;
-    Ok(report)
+    env.execute(&REGISTER_TEN_EACH).await?;
+    env.execute(&[ceiling::MY_REGISTRATIONS_IDS]).await?;
+    let tokens: Vec<Arc<str>> = people
+        .iter()
+        .map(|who| Arc::from(who.token.as_str()))
+        .collect();
+    let make = move |sent: usize| {
+        let token = Arc::clone(&tokens[sent % tokens.len()]);
+        Request::new(MY_REGISTRATIONS, json!({}), Some(token))
+    };
+    read_scenario(
+        args,
+        env,
+        Scenario::MyRegistrations,
+        make,
+        ceiling::MY_REGISTRATIONS,
+    )
+    .await
 }
 
 const ORGANIZER_VIEW: &str = "query($id: ID!) { competition(id: $id) {
@@ -498,50 +479,28 @@ const REGISTER_ROUND_ROBIN: [&str; 2] = [
 ];
 
 async fn organizer_view(args: &Args, target: &Target) -> anyhow::Result<Report> {
-    let clients = 64;
     let env = Env::start(target, args.server_workers).await?;
-    let ids = Arc::new(env.competitions(20, 1000).await?);
+    let ids = env.competitions(20, 1000).await?;
     env.participants(1000).await?;
-    {
-        use diesel_async::RunQueryDsl;
-        let mut conn = env.connection().await?;
-        for sql in REGISTER_ROUND_ROBIN
-            .into_iter()
-            .chain([ceiling::READ_ONE_IDS])
-        {
-            diesel::sql_query(sql).execute(&mut conn).await?;
-        }
-    }
+    env.execute(&REGISTER_ROUND_ROBIN).await?;
+    env.execute(&[ceiling::READ_ONE_IDS]).await?;
     let token: Arc<str> = Arc::from(env.organizer_token().await?.as_str());
-    let driver = Driver::new(&env.graphql_url, clients)?;
-    let (tally, rss) = with_peak_rss(driver.during(
-        clients,
-        timed(args),
-        move |sent| {
-            let id = ids[sent % ids.len()];
-            Request::new(
-                ORGANIZER_VIEW,
-                json!({ "id": id }),
-                Some(Arc::clone(&token)),
-            )
-        },
-        "organizer-view",
-    ))
-    .await;
-    let mut report = Report::new(Scenario::OrganizerView, tally);
-    report.rss_mib = rss.filter(|_| env.in_process());
-    report.ceiling_tps = ceiling(args, "ceiling", |secs| {
-        ceiling::pgbench(
-            &env.database_url,
-            ceiling::ORGANIZER_VIEW,
-            clients,
-            secs,
-            &[],
+    let make = move |sent: usize| {
+        let id = ids[sent % ids.len()];
+        Request::new(
+            ORGANIZER_VIEW,
+            json!({ "id": id }),
+            Some(Arc::clone(&token)),
         )
-    })
-    .await;
-    env.finish().await?;
-    Ok(report)
+    };
+    read_scenario(
+        args,
+        env,
+        Scenario::OrganizerView,
+        make,
+        ceiling::ORGANIZER_VIEW,
+    )
+    .await
 }
 
 async fn login_flood(args: &Args, target: &Target) -> anyhow::Result<Report> {
@@ -883,13 +842,7 @@ async fn subscribers(args: &Args, target: &Target) -> anyhow::Result<Report> {
             "hot without subscribers",
         )
         .await;
-    {
-        use diesel_async::RunQueryDsl;
-        let mut conn = env.connection().await?;
-        for sql in SEAT_LOG {
-            diesel::sql_query(sql).execute(&mut conn).await?;
-        }
-    }
+    env.execute(&SEAT_LOG).await?;
     let ws_url = watched.graphql_url.replacen("http://", "ws://", 1) + "/ws";
     let mut seen = Vec::with_capacity(watchers);
     let mut listening = Vec::with_capacity(watchers);

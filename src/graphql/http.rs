@@ -80,18 +80,7 @@ impl Media {
     /// `application/graphql-response+json`, no `Accept` or `*/*` to `application/json`.
     pub fn negotiate(headers: &HeaderMap) -> Self {
         let (mut json, mut graphql) = (None::<f32>, None::<f32>);
-        for range in headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-        {
-            let mut parts = range.split(';');
-            let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-            let quality = parts
-                .filter_map(|param| param.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
+        for (essence, quality) in accepted(headers) {
             let slot = match essence.as_str() {
                 "application/json" | "application/*" | "*/*" => &mut json,
                 GRAPHQL_RESPONSE => &mut graphql,
@@ -289,22 +278,29 @@ pub async fn get(
     }
 }
 
-/// True when `Accept` names `text/html` at least as warmly as any JSON type (browsers;
-/// `*/*` alone does not count).
-fn prefers_html(headers: &HeaderMap) -> bool {
-    let (mut html, mut json) = (None::<f32>, 0.0_f32);
-    for range in headers
+/// Every media range of `Accept`: (type, lowercased; its q-value, 1 when absent).
+fn accepted(headers: &HeaderMap) -> impl Iterator<Item = (String, f32)> + '_ {
+    headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-    {
-        let mut parts = range.split(';');
-        let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let quality = parts
-            .filter_map(|param| param.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+        .map(|range| {
+            let mut parts = range.split(';');
+            let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|param| param.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (essence, quality)
+        })
+}
+
+/// True when `Accept` names `text/html` at least as warmly as any JSON type (browsers;
+/// `*/*` alone does not count).
+fn prefers_html(headers: &HeaderMap) -> bool {
+    let (mut html, mut json) = (None::<f32>, 0.0_f32);
+    for (essence, quality) in accepted(headers) {
         match essence.as_str() {
             "text/html" => html = Some(html.map_or(quality, |seen| seen.max(quality))),
             "application/json" | GRAPHQL_RESPONSE => json = json.max(quality),

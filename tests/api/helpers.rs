@@ -179,6 +179,15 @@ impl TestApp {
         .await
     }
 
+    /// Creates a competition as `organizer` (see `create_competition`); its id.
+    pub async fn new_competition(&self, organizer: &Account, overrides: Value) -> String {
+        let body = self.create_competition(organizer, overrides).await;
+        body["data"]["createCompetition"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_owned()
+    }
+
     /// `count` participants inserted straight into the database (hashing passwords is not
     /// what these tests exercise), with valid tokens.
     pub async fn bulk_participants(&self, count: usize) -> Vec<Account> {

@@ -69,11 +69,8 @@ async fn metrics_pass_promtool_and_move_with_the_work() {
     let organizer = app.signup("ORGANIZER").await;
     let participant = app.signup("PARTICIPANT").await;
     let competition = app
-        .create_competition(&organizer, json!({ "capacity": 1 }))
-        .await["data"]["createCompetition"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .new_competition(&organizer, json!({ "capacity": 1 }))
+        .await;
     let register = "mutation Enter($id: ID!) { register(competitionId: $id) { id } }";
     let registered = app
         .client
@@ -389,11 +386,7 @@ async fn a_worker_serves_its_metrics_on_metrics_addr() {
         .expect("worker starts");
     let organizer = app.signup("ORGANIZER").await;
     let participant = app.signup("PARTICIPANT").await;
-    let competition =
-        app.create_competition(&organizer, json!({})).await["data"]["createCompetition"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let competition = app.new_competition(&organizer, json!({})).await;
     let registered = app
         .gql_as(
             Some(&participant.token),

@@ -107,11 +107,7 @@ async fn each_read_shape_costs_the_statements_it_should() {
     let app = TestApp::spawn_without_workers().await;
     let organizer = app.signup("ORGANIZER").await;
     let participant = app.signup("PARTICIPANT").await;
-    let competition =
-        app.create_competition(&organizer, json!({})).await["data"]["createCompetition"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let competition = app.new_competition(&organizer, json!({})).await;
     query(
         &app,
         Some(&participant),

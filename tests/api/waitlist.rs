@@ -24,13 +24,8 @@ const WAIT: Duration = Duration::from_secs(60);
 const CLIENTS: usize = 64;
 
 async fn competition(app: &TestApp, organizer: &Account, capacity: i64) -> String {
-    let body = app
-        .create_competition(organizer, json!({ "capacity": capacity }))
-        .await;
-    body["data"]["createCompetition"]["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_owned()
+    app.new_competition(organizer, json!({ "capacity": capacity }))
+        .await
 }
 
 async fn register(app: &TestApp, who: &Account, competition: &str, waitlist: bool) -> Value {
@@ -382,8 +377,8 @@ async fn cancelling_a_competition_cancels_and_mails_everyone_once_and_closes_it(
     let app = TestApp::spawn().await;
     let organizer = app.signup("ORGANIZER").await;
     // Starts within a day: reminders would be due.
-    let created = app
-        .create_competition(
+    let competition = app
+        .new_competition(
             &organizer,
             json!({
                 "capacity": 10,
@@ -392,10 +387,6 @@ async fn cancelling_a_competition_cancels_and_mails_everyone_once_and_closes_it(
             }),
         )
         .await;
-    let competition = created["data"]["createCompetition"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let people = app.bulk_participants(40).await;
     register_all(&app, &people[..15], &competition).await;
     app.wait_for_count(
