@@ -173,8 +173,7 @@ fn position(body: &str, key: &str) -> usize {
 async fn a_failed_non_null_field_nulls_its_nearest_nullable_parent() {
     let app = TestApp::spawn_without_workers().await;
     let organizer = app.signup("ORGANIZER").await;
-    let created = app.create_competition(&organizer, json!({})).await;
-    let id = created["data"]["createCompetition"]["id"].clone();
+    let id = app.new_competition(&organizer, json!({})).await;
 
     // A nullable parent: `competition` becomes null, the error stays, nothing is dropped.
     let (_, body) = post_raw(
@@ -243,8 +242,7 @@ async fn a_failed_non_null_field_nulls_its_nearest_nullable_parent() {
 async fn keys_come_in_the_order_of_the_selection_set() {
     let app = TestApp::spawn_without_workers().await;
     let organizer = app.signup("ORGANIZER").await;
-    let created = app.create_competition(&organizer, json!({})).await;
-    let id = created["data"]["createCompetition"]["id"].clone();
+    let id = app.new_competition(&organizer, json!({})).await;
     // `organizer` is loaded after the others complete; it must still come first.
     let (_, body) = post_raw(
         &app,
