@@ -36,9 +36,13 @@ def compose_schema(cache):
                 digest = hashlib.sha256(f.read()).hexdigest()
             if digest != WHEEL_SHA256:
                 sys.exit(f"{WHEEL} does not match its pinned sha256 ({digest})")
-            with zipfile.ZipFile(wheel) as archive, open(path + ".part", "wb") as out:
+            # Tests run this concurrently: each writes its own temporary file and renames
+            # it into place atomically, so a reader never sees half a schema.
+            with zipfile.ZipFile(wheel) as archive, tempfile.NamedTemporaryFile(
+                dir=cache, suffix=".part", delete=False
+            ) as out:
                 out.write(archive.read(SCHEMA_IN_WHEEL))
-            os.replace(path + ".part", path)
+            os.replace(out.name, path)
     with open(path) as f:
         return json.load(f)
 
