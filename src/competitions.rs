@@ -5,7 +5,7 @@ use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use diesel::{
     pg::Pg,
     prelude::*,
-    sql_types::{BigInt, Bool, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -583,6 +583,113 @@ pub async fn find_with_organizer(
         .await
         .optional()?;
     Ok(row.map(ListedRow::split))
+}
+
+/// A competition with its organizer and, for that organizer only, its registrations
+/// with their users, newest first, in one statement (the organizer's page). A viewer who
+/// is not the organizer joins no registration.
+const FIND_WITH_REGISTRATIONS: &str = "
+SELECT c.id, c.organizer_id, c.title, c.description, c.tags, c.capacity,
+       c.registered_count, c.reg_deadline, c.start_date, c.created_at,
+       c.waitlist_count, c.cancelled_at,
+       o.name AS organizer_name, o.email AS organizer_email,
+       o.role AS organizer_role, o.created_at AS organizer_created_at,
+       r.id AS registration_id, r.user_id AS registration_user_id,
+       r.status AS registration_status, r.created_at AS registration_created_at,
+       r.confirmed_at AS registration_confirmed_at,
+       r.cancelled_at AS registration_cancelled_at,
+       r.waitlist_seq AS registration_waitlist_seq,
+       p.name AS participant_name, p.email AS participant_email,
+       p.role AS participant_role, p.created_at AS participant_created_at
+  FROM competitions c
+  JOIN users o ON o.id = c.organizer_id
+  LEFT JOIN registrations r ON r.competition_id = c.id AND c.organizer_id = $2
+  LEFT JOIN users p ON p.id = r.user_id
+ WHERE c.id = $1
+ ORDER BY r.created_at DESC, r.id DESC";
+
+/// One row of `FIND_WITH_REGISTRATIONS`: the competition and its organizer (the same in
+/// every row), then one registration and its user, all null when there is none.
+#[derive(QueryableByName)]
+struct RegistrationRow {
+    #[diesel(embed)]
+    listed: ListedRow,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    registration_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    registration_user_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    registration_status: Option<registrations::RegistrationStatus>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    registration_created_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    registration_confirmed_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    registration_cancelled_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    registration_waitlist_seq: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    participant_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    participant_email: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    participant_role: Option<Role>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    participant_created_at: Option<DateTime<Utc>>,
+}
+
+impl RegistrationRow {
+    fn split(self) -> (ListedRow, Option<(registrations::Registration, User)>) {
+        let competition_id = self.listed.competition.id;
+        let joined = (|| {
+            let user_id = self.registration_user_id?;
+            let registration = registrations::Registration {
+                id: self.registration_id?,
+                user_id,
+                competition_id,
+                status: self.registration_status?,
+                created_at: self.registration_created_at?,
+                confirmed_at: self.registration_confirmed_at,
+                cancelled_at: self.registration_cancelled_at,
+                waitlist_seq: self.registration_waitlist_seq,
+            };
+            let participant = User {
+                id: user_id,
+                name: self.participant_name?,
+                email: self.participant_email?,
+                role: self.participant_role?,
+                created_at: self.participant_created_at?,
+            };
+            Some((registration, participant))
+        })();
+        (self.listed, joined)
+    }
+}
+
+/// A competition, its organizer and its registrations with their users, newest first,
+/// in one statement. The registrations are read only when `viewer` organizes it (empty
+/// otherwise): whoever shows them must still check that the viewer may see them.
+pub async fn find_with_registrations(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    viewer: Uuid,
+) -> AppResult<Option<(Competition, User, Vec<(registrations::Registration, User)>)>> {
+    let rows: Vec<RegistrationRow> = prepared(FIND_WITH_REGISTRATIONS)
+        .bind::<SqlUuid, _>(id)
+        .bind::<SqlUuid, _>(viewer)
+        .load(conn)
+        .await?;
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else {
+        return Ok(None);
+    };
+    let (listed, first_registration) = first.split();
+    let (competition, organizer) = listed.split();
+    let registrations = first_registration
+        .into_iter()
+        .chain(rows.filter_map(|row| row.split().1))
+        .collect();
+    Ok(Some((competition, organizer, registrations)))
 }
 
 #[derive(QueryableByName)]

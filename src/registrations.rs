@@ -523,7 +523,8 @@ pub async fn of_user_with_competitions(
         .await?)
 }
 
-fn organizer_only(caller: &Claims, competition: &Competition) -> AppResult<()> {
+/// Whether `caller` may see `competition`'s registrations: only its organizer may.
+pub fn organizer_only(caller: &Claims, competition: &Competition) -> AppResult<()> {
     if competition.organizer_id == caller.sub {
         Ok(())
     } else {

@@ -69,8 +69,16 @@ impl Query {
     ) -> async_graphql::Result<Option<CompetitionView>> {
         let id = validation::parse_id("id", &id)?;
         let mut conn = ctx.db().await?;
+        let look_ahead = ctx.look_ahead();
+        // Its organizer asking for its registrations: all in one statement.
+        if let (true, Ok(caller)) = (look_ahead.field("registrations").exists(), ctx.caller()) {
+            let found = competitions::find_with_registrations(&mut conn, id, caller.sub).await?;
+            return Ok(found.map(|(competition, organizer, registrations)| {
+                CompetitionView::with_registrations(competition, organizer, registrations)
+            }));
+        }
         // Asked for its organizer: both in one statement rather than a second lookup.
-        if ctx.look_ahead().field("organizer").exists() {
+        if look_ahead.field("organizer").exists() {
             let found = competitions::find_with_organizer(&mut conn, id).await?;
             return Ok(found.map(|(competition, organizer)| {
                 CompetitionView::with_organizer(competition, organizer)

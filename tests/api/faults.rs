@@ -155,6 +155,37 @@ async fn a_connection_lost_mid_request_is_service_unavailable_and_writes_nothing
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_the_server_ended_while_idle_are_never_lent() {
+    let app = TestApp::spawn_without_workers().await;
+    const READ: &str = "{ competitions { totalCount } }";
+    // Several connections in the pool, all idle afterwards.
+    let warming: Vec<_> = (0..8).map(|_| app.gql(READ, json!({}))).collect();
+    for body in futures_util::future::join_all(warming).await {
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    app.run_sql(
+        "CREATE TABLE ended AS SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert!(app.count("SELECT count(*) FROM ended").await >= 2);
+    app.run_sql("SELECT pg_terminate_backend(pid) FROM ended")
+        .await;
+    app.wait_for_count(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid IN (SELECT pid FROM ended)",
+        0,
+        WAIT,
+    )
+    .await;
+
+    // The pool lends none of them (lending one would fail its request).
+    for _ in 0..20 {
+        let body = app.gql(READ, json!({})).await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+}
+
 /// Logs, from inside Postgres, every attempt counted against a task.
 const LOG_ATTEMPTS: [&str; 3] = [
     "CREATE TABLE counted_attempts (task_id uuid, retries integer, error_message text)",
