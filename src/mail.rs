@@ -101,7 +101,7 @@ WITH closed AS (
     UPDATE registrations r
        SET status = 'CANCELLED', cancelled_at = now(), waitlist_seq = NULL
       FROM closed c
-     WHERE r.competition_id = c.id AND r.status = 'WAITLISTED'
+     WHERE r.competition_id = c.id AND r.waitlist_seq IS NOT NULL
     RETURNING r.id, r.user_id, r.competition_id, r.activation
 ), mailed AS (
     INSERT INTO mailbox (user_id, registration_id, kind, activation, to_address, subject, body)

@@ -139,7 +139,7 @@ WITH room AS (
      WHERE id = $1 AND reg_deadline > now() AND cancelled_at IS NULL
 ), next AS (
     SELECT id FROM registrations
-     WHERE competition_id = $1 AND status = 'WAITLISTED'
+     WHERE competition_id = $1 AND waitlist_seq IS NOT NULL
      ORDER BY waitlist_seq
      LIMIT greatest(coalesce((SELECT free FROM room), 0), 0)
        FOR UPDATE
@@ -163,7 +163,7 @@ SELECT id, user_id FROM promoted";
 /// The 1-based place of a WAITLISTED registration (`$1` competition, `$2` its sequence).
 const WAITLIST_POSITION: &str = "
 SELECT count(*) AS n FROM registrations
- WHERE competition_id = $1 AND status = 'WAITLISTED' AND waitlist_seq <= $2";
+ WHERE competition_id = $1 AND waitlist_seq IS NOT NULL AND waitlist_seq <= $2";
 
 /// Why a registration took no seat, read after the fact without any lock: the
 /// competition's state, whether the participant holds a seat, and the key's record.
