@@ -220,3 +220,44 @@ async fn each_read_shape_costs_the_statements_it_should() {
         "{seen}"
     );
 }
+
+/// Confirming a registration changes its status: no index may cover `status` (in its
+/// columns or its predicate), or every confirmation writes each index of the table again
+/// instead of being a HOT update.
+#[tokio::test(flavor = "multi_thread")]
+async fn confirmations_are_hot_updates() {
+    let app = TestApp::spawn().await;
+    let organizer = app.signup("ORGANIZER").await;
+    let competition = app
+        .new_competition(&organizer, json!({ "capacity": 100 }))
+        .await;
+    let participants = app.bulk_participants(40).await;
+    for (n, participant) in participants.iter().enumerate() {
+        query(
+            &app,
+            Some(participant),
+            "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id } }",
+            json!({ "id": competition, "key": format!("hot-{n}") }),
+        )
+        .await;
+    }
+    let within = std::time::Duration::from_secs(30);
+    app.wait_for_count(
+        "SELECT count(*) FROM registrations WHERE status = 'CONFIRMED'",
+        40,
+        within,
+    )
+    .await;
+    // Postgres publishes its table statistics within a second or so of each transaction.
+    app.wait_for_count(
+        "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'registrations'",
+        40,
+        within,
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'registrations'")
+            .await,
+        40
+    );
+}
