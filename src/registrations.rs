@@ -551,6 +551,25 @@ pub async fn of_competition_with_users(
         .await?)
 }
 
+/// The registrations of several competitions with their users, newest first, in one
+/// statement (an organizer's listing). The caller checks that whoever sees them organizes
+/// each competition (`organizer_only`).
+pub async fn of_competitions_with_users(
+    conn: &mut AsyncPgConnection,
+    competition_ids: &[Uuid],
+) -> AppResult<Vec<(Registration, User)>> {
+    if competition_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(registrations::table
+        .inner_join(users::table)
+        .filter(registrations::competition_id.eq_any(competition_ids))
+        .order((registrations::created_at.desc(), registrations::id.desc()))
+        .select((Registration::as_select(), User::as_select()))
+        .load(conn)
+        .await?)
+}
+
 /// A competition's registrations, for its organizer only.
 pub async fn of_competition(
     conn: &mut AsyncPgConnection,

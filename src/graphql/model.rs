@@ -1,5 +1,7 @@
 //! GraphQL output and input types: thin views over the domain types.
 
+use std::collections::HashMap;
+
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::Utc;
 use uuid::Uuid;
@@ -412,6 +414,35 @@ impl CompetitionConnection {
                 end_cursor,
             },
             filter,
+        }
+    }
+}
+
+impl CompetitionConnection {
+    /// The competitions on this page that `organizer` organizes.
+    pub fn organized_by(&self, organizer: Uuid) -> Vec<Uuid> {
+        self.edges
+            .iter()
+            .map(|edge| &edge.node.competition)
+            .filter(|competition| competition.organizer_id == organizer)
+            .map(|competition| competition.id)
+            .collect()
+    }
+
+    /// Gives each of `competitions` its registrations (with their users) out of `read`,
+    /// which holds every registration of those competitions.
+    pub fn attach_registrations(&mut self, competitions: &[Uuid], read: Vec<(Registration, User)>) {
+        let mut by_competition: HashMap<Uuid, Vec<(Registration, User)>> =
+            competitions.iter().map(|id| (*id, Vec::new())).collect();
+        for (registration, user) in read {
+            if let Some(registrations) = by_competition.get_mut(&registration.competition_id) {
+                registrations.push((registration, user));
+            }
+        }
+        for edge in &mut self.edges {
+            if let Some(registrations) = by_competition.remove(&edge.node.competition.id) {
+                edge.node.registrations = Some(registrations);
+            }
         }
     }
 }

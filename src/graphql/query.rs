@@ -113,6 +113,20 @@ impl Query {
         let mut conn = ctx.db().await?;
         let page =
             competitions::list(&mut conn, &filter, first.unwrap_or(20).into(), after).await?;
-        Ok(CompetitionConnection::new(page, filter))
+        let mut connection = CompetitionConnection::new(page, filter);
+        // An organizer's listing with each competition's registrations: all of them in
+        // one statement more, rather than one per competition.
+        let asks_registrations = ctx
+            .look_ahead()
+            .field("edges")
+            .field("node")
+            .field("registrations")
+            .exists();
+        if asks_registrations && let Ok(caller) = ctx.caller() {
+            let own = connection.organized_by(caller.sub);
+            let read = registrations::of_competitions_with_users(&mut conn, &own).await?;
+            connection.attach_registrations(&own, read);
+        }
+        Ok(connection)
     }
 }

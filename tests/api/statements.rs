@@ -148,6 +148,9 @@ async fn each_read_shape_costs_the_statements_it_should() {
     );
     assert!(sent[0].contains("JOIN users"), "{sent:#?}");
 
+    for _ in 0..2 {
+        app.new_competition(&organizer, json!({})).await;
+    }
     // The other shapes, as they are today (a regression adds statements; fewer is the
     // goal): (document, who asks, statements).
     let shapes = [
@@ -167,6 +170,12 @@ async fn each_read_shape_costs_the_statements_it_should() {
             "query($id: ID!) { competition(id: $id) { registrations { status user { name } } } }",
             Some(&organizer),
             1,
+        ),
+        // The page, then the registrations of all its competitions (three here).
+        (
+            "{ competitions { edges { node { title registrations { status user { name } } } } } }",
+            Some(&organizer),
+            2,
         ),
     ];
     let mut counted = Vec::new();
@@ -219,6 +228,25 @@ async fn each_read_shape_costs_the_statements_it_should() {
         json!([{ "status": "PENDING", "user": { "id": participant.id, "name": "Test User" } }]),
         "{seen}"
     );
+    let listed = query(
+        &app,
+        Some(&organizer),
+        "{ competitions { edges { node { id registrations { status user { id } } } } } }",
+        json!({}),
+    )
+    .await;
+    let edges = listed["data"]["competitions"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(edges.len(), 3, "{listed}");
+    for edge in edges {
+        let expected = if edge["node"]["id"] == competition.as_str() {
+            json!([{ "status": "PENDING", "user": { "id": participant.id } }])
+        } else {
+            json!([])
+        };
+        assert_eq!(edge["node"]["registrations"], expected, "{listed}");
+    }
 }
 
 /// Confirming a registration changes its status: no index may cover `status` (in its
