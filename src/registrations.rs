@@ -542,13 +542,7 @@ pub async fn of_competition_with_users(
     competition: &Competition,
 ) -> AppResult<Vec<(Registration, User)>> {
     organizer_only(caller, competition)?;
-    Ok(registrations::table
-        .inner_join(users::table)
-        .filter(registrations::competition_id.eq(competition.id))
-        .order((registrations::created_at.desc(), registrations::id.desc()))
-        .select((Registration::as_select(), User::as_select()))
-        .load(conn)
-        .await?)
+    of_competitions_with_users(conn, &[competition.id]).await
 }
 
 /// The registrations of several competitions with their users, newest first, in one

@@ -274,10 +274,8 @@ impl CompetitionView {
             registrations::organizer_only(caller, &self.competition)?;
             return Ok(read
                 .iter()
-                .map(|(registration, user)| RegistrationView {
-                    registration: registration.clone(),
-                    competition: None,
-                    user: Some(user.clone()),
+                .map(|(registration, user)| {
+                    RegistrationView::with_user(registration.clone(), user.clone())
                 })
                 .collect());
         }
@@ -289,11 +287,7 @@ impl CompetitionView {
                     .await?;
             return Ok(found
                 .into_iter()
-                .map(|(registration, user)| RegistrationView {
-                    registration,
-                    competition: None,
-                    user: Some(user),
-                })
+                .map(|(registration, user)| RegistrationView::with_user(registration, user))
                 .collect());
         }
         let found = registrations::of_competition(&mut conn, caller, &self.competition).await?;
@@ -320,6 +314,15 @@ impl From<Registration> for RegistrationView {
 }
 
 impl RegistrationView {
+    /// With its user read in the same statement.
+    pub fn with_user(registration: Registration, user: User) -> Self {
+        Self {
+            registration,
+            competition: None,
+            user: Some(user),
+        }
+    }
+
     /// With its competition (and organizer) read in the same statement.
     pub fn with_competition(registration: Registration, competition: CompetitionView) -> Self {
         Self {
