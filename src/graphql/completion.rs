@@ -171,10 +171,12 @@ struct Walk<'a> {
 /// A type and the addresses of the selection sets selected on it.
 type SelectionOn<'a> = (&'a str, Vec<usize>);
 
-/// A response key, the field it answers and the selection sets merged under it.
+/// A response key, the field it answers, the field's type (`None` when introspection
+/// does not know it, which validation rules out) and the selection sets merged under it.
 struct Collected<'a> {
     key: &'a Name,
     field: &'a str,
+    ty: Option<&'a TypeRef>,
     sets: Vec<&'a Positioned<SelectionSet>>,
 }
 
@@ -189,7 +191,13 @@ impl<'a> Walk<'a> {
     ) -> Option<IndexMap<Name, Value>> {
         let collected = self.collected_fields(type_name, sets);
         let mut completed = IndexMap::with_capacity(collected.len());
-        for Collected { key, field, sets } in collected.iter() {
+        for Collected {
+            key,
+            field,
+            ty,
+            sets,
+        } in collected.iter()
+        {
             // The order of `data` no longer matters: take values out in O(1).
             let value = data.swap_remove(*key).unwrap_or(Value::Null);
             let value = if type_name == "__Schema" && *field == "description" {
@@ -197,7 +205,7 @@ impl<'a> Walk<'a> {
             } else {
                 value
             };
-            let value = match self.field_type(type_name, field) {
+            let value = match ty {
                 Some(field_type) => self.value(field_type, sets, value)?,
                 // Unknown to introspection (cannot happen after validation): as it came.
                 None => value,
@@ -221,9 +229,9 @@ impl<'a> Walk<'a> {
             && collected
                 .iter()
                 .zip(data)
-                .all(|(Collected { key, field, sets }, (name, value))| {
+                .all(|(Collected { key, ty, sets, .. }, (name, value))| {
                     *key == name
-                        && match self.field_type(type_name, field) {
+                        && match ty {
                             Some(field_type) => self.is_exact_value(field_type, sets, value),
                             None => true,
                         }
@@ -279,6 +287,9 @@ impl<'a> Walk<'a> {
         let mut fragments_seen = HashSet::new();
         for set in sets {
             self.collect(type_name, set, &mut collected, &mut fragments_seen);
+        }
+        for field in &mut collected {
+            field.ty = self.field_type(type_name, field.field);
         }
         let collected: Rc<[Collected<'a>]> = collected.into();
         self.collected
@@ -349,6 +360,7 @@ impl<'a> Walk<'a> {
                         None => collected.push(Collected {
                             key,
                             field: field.name.node.as_str(),
+                            ty: None,
                             sets: vec![&field.selection_set],
                         }),
                     }

@@ -11,6 +11,7 @@ mod loaders;
 mod model;
 mod mutation;
 mod persisted;
+mod plain;
 mod query;
 mod scalars;
 mod subscription;

@@ -1,14 +1,18 @@
 //! GraphQL output and input types: thin views over the domain types.
 
-use std::collections::HashMap;
+use std::{borrow::Cow, collections::HashMap};
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use async_graphql::{
+    Context, Enum, ID, InputObject, InputType, Object, Positioned, ScalarType, SimpleObject, Value,
+    parser::types::SelectionSet,
+};
 use chrono::Utc;
 use uuid::Uuid;
 
 use super::{
     context::ContextExt,
     loaders::{CompetitionId, UserId},
+    plain::{self, PlainFields},
     scalars::DateTime,
 };
 use crate::{
@@ -55,6 +59,19 @@ fn id(uuid: Uuid) -> ID {
     ID(uuid.to_string())
 }
 
+/// The values of the plain fields (see `plain`): as the executor would give them.
+fn id_value(uuid: Uuid) -> Value {
+    Value::String(uuid.to_string())
+}
+
+fn instant(at: chrono::DateTime<Utc>) -> Value {
+    ScalarType::to_value(&DateTime(at))
+}
+
+fn maybe_instant(at: Option<chrono::DateTime<Utc>>) -> Value {
+    at.map_or(Value::Null, instant)
+}
+
 /// A row another row points at; its absence breaks a foreign key, so it is a bug.
 async fn load_user(ctx: &Context<'_>, user_id: Uuid) -> async_graphql::Result<UserView> {
     let user = ctx
@@ -66,6 +83,29 @@ async fn load_user(ctx: &Context<'_>, user_id: Uuid) -> async_graphql::Result<Us
 }
 
 pub struct UserView(pub User);
+
+impl PlainFields for User {
+    const TYPE_NAME: &'static str = "User";
+
+    fn plain_field(&self, name: &str, _: &Positioned<SelectionSet>) -> Option<Value> {
+        Some(match name {
+            "id" => id_value(self.id),
+            "name" => Value::String(self.name.clone()),
+            "email" => Value::String(self.email.clone()),
+            "role" => RoleView::from(self.role).to_value(),
+            "createdAt" => instant(self.created_at),
+            _ => return None,
+        })
+    }
+}
+
+impl PlainFields for UserView {
+    const TYPE_NAME: &'static str = User::TYPE_NAME;
+
+    fn plain_field(&self, name: &str, selection: &Positioned<SelectionSet>) -> Option<Value> {
+        self.0.plain_field(name, selection)
+    }
+}
 
 #[Object(name = "User")]
 impl UserView {
@@ -176,7 +216,7 @@ pub struct CompetitionView {
     organizer: Option<User>,
     /// Known when read together with the competition (the organizer's page); still shown
     /// only to its organizer.
-    registrations: Option<Vec<(Registration, User)>>,
+    registrations: Option<Vec<RegistrationView>>,
 }
 
 impl From<Competition> for CompetitionView {
@@ -209,8 +249,38 @@ impl CompetitionView {
         Self {
             competition,
             organizer: Some(organizer),
-            registrations: Some(registrations),
+            registrations: Some(
+                registrations
+                    .into_iter()
+                    .map(|(registration, user)| RegistrationView::with_user(registration, user))
+                    .collect(),
+            ),
         }
+    }
+}
+
+impl PlainFields for CompetitionView {
+    const TYPE_NAME: &'static str = "Competition";
+
+    fn plain_field(&self, name: &str, selection: &Positioned<SelectionSet>) -> Option<Value> {
+        let competition = &self.competition;
+        Some(match name {
+            "id" => id_value(competition.id),
+            "title" => Value::String(competition.title.clone()),
+            "description" => Value::String(competition.description.clone()),
+            "tags" => Value::List(competition.tags.iter().map(Value::from).collect()),
+            "capacity" => competition.capacity.into(),
+            "registeredCount" => competition.registered_count.into(),
+            "seatsLeft" => competition.seats_left().into(),
+            "isOpen" => competition.is_open(Utc::now()).into(),
+            "waitlistCount" => competition.waitlist_count.into(),
+            "regDeadline" => instant(competition.reg_deadline),
+            "startDate" => instant(competition.start_date),
+            "createdAt" => instant(competition.created_at),
+            "cancelledAt" => maybe_instant(competition.cancelled_at),
+            "organizer" => plain::object(self.organizer.as_ref()?, selection)?,
+            _ => return None,
+        })
     }
 }
 
@@ -268,15 +338,13 @@ impl CompetitionView {
     async fn registrations(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<RegistrationView>> {
+    ) -> async_graphql::Result<Vec<plain::Plain<Cow<'_, RegistrationView>>>> {
         let caller = ctx.caller()?;
         if let Some(read) = &self.registrations {
             registrations::organizer_only(caller, &self.competition)?;
             return Ok(read
                 .iter()
-                .map(|(registration, user)| {
-                    RegistrationView::with_user(registration.clone(), user.clone())
-                })
+                .map(|registration| plain::Plain(Cow::Borrowed(registration)))
                 .collect());
         }
         let mut conn = ctx.db().await?;
@@ -287,14 +355,20 @@ impl CompetitionView {
                     .await?;
             return Ok(found
                 .into_iter()
-                .map(|(registration, user)| RegistrationView::with_user(registration, user))
+                .map(|(registration, user)| {
+                    plain::Plain(Cow::Owned(RegistrationView::with_user(registration, user)))
+                })
                 .collect());
         }
         let found = registrations::of_competition(&mut conn, caller, &self.competition).await?;
-        Ok(found.into_iter().map(RegistrationView::from).collect())
+        Ok(found
+            .into_iter()
+            .map(|registration| plain::Plain(Cow::Owned(RegistrationView::from(registration))))
+            .collect())
     }
 }
 
+#[derive(Clone)]
 pub struct RegistrationView {
     registration: Registration,
     /// Its competition, when read in the same statement.
@@ -330,6 +404,30 @@ impl RegistrationView {
             competition: Some(competition),
             user: None,
         }
+    }
+}
+
+impl PlainFields for RegistrationView {
+    const TYPE_NAME: &'static str = "Registration";
+
+    fn plain_field(&self, name: &str, selection: &Positioned<SelectionSet>) -> Option<Value> {
+        let registration = &self.registration;
+        Some(match name {
+            "id" => id_value(registration.id),
+            "status" => RegistrationStatusView::from(registration.status).to_value(),
+            "createdAt" => instant(registration.created_at),
+            "confirmedAt" => maybe_instant(registration.confirmed_at),
+            "cancelledAt" => maybe_instant(registration.cancelled_at),
+            // Only a place on the waiting list needs a read.
+            "waitlistPosition"
+                if registration.status != registrations::RegistrationStatus::Waitlisted =>
+            {
+                Value::Null
+            }
+            "competition" => plain::object(self.competition.as_ref()?, selection)?,
+            "user" => plain::object(self.user.as_ref()?, selection)?,
+            _ => return None,
+        })
     }
 }
 
@@ -391,6 +489,18 @@ pub struct CompetitionEdge {
     pub node: CompetitionView,
 }
 
+impl PlainFields for CompetitionEdge {
+    const TYPE_NAME: &'static str = "CompetitionEdge";
+
+    fn plain_field(&self, name: &str, selection: &Positioned<SelectionSet>) -> Option<Value> {
+        match name {
+            "cursor" => Some(Value::String(self.cursor.clone())),
+            "node" => plain::object(&self.node, selection),
+            _ => None,
+        }
+    }
+}
+
 /// One page of a listing; `totalCount` is counted only when asked for.
 pub struct CompetitionConnection {
     edges: Vec<CompetitionEdge>,
@@ -435,11 +545,11 @@ impl CompetitionConnection {
     /// Gives each of `competitions` its registrations (with their users) out of `read`,
     /// which holds every registration of those competitions.
     pub fn attach_registrations(&mut self, competitions: &[Uuid], read: Vec<(Registration, User)>) {
-        let mut by_competition: HashMap<Uuid, Vec<(Registration, User)>> =
+        let mut by_competition: HashMap<Uuid, Vec<RegistrationView>> =
             competitions.iter().map(|id| (*id, Vec::new())).collect();
         for (registration, user) in read {
             if let Some(registrations) = by_competition.get_mut(&registration.competition_id) {
-                registrations.push((registration, user));
+                registrations.push(RegistrationView::with_user(registration, user));
             }
         }
         for edge in &mut self.edges {
@@ -452,8 +562,8 @@ impl CompetitionConnection {
 
 #[Object]
 impl CompetitionConnection {
-    async fn edges(&self) -> &[CompetitionEdge] {
-        &self.edges
+    async fn edges(&self) -> Vec<plain::Plain<&CompetitionEdge>> {
+        self.edges.iter().map(plain::Plain).collect()
     }
 
     async fn page_info(&self) -> &PageInfo {
@@ -468,6 +578,23 @@ impl CompetitionConnection {
 }
 
 pub struct MailView(pub Mail);
+
+impl PlainFields for MailView {
+    const TYPE_NAME: &'static str = "Mail";
+
+    fn plain_field(&self, name: &str, _: &Positioned<SelectionSet>) -> Option<Value> {
+        let mail = &self.0;
+        Some(match name {
+            "id" => id_value(mail.id),
+            "kind" => MailKindView::from(mail.kind).to_value(),
+            "to" => Value::String(mail.to_address.clone()),
+            "subject" => Value::String(mail.subject.clone()),
+            "body" => Value::String(mail.body.clone()),
+            "sentAt" => instant(mail.sent_at),
+            _ => return None,
+        })
+    }
+}
 
 #[Object(name = "Mail")]
 impl MailView {

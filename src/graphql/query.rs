@@ -3,6 +3,7 @@ use async_graphql::{Context, ID, Object};
 use super::{
     context::ContextExt,
     model::{CompetitionConnection, CompetitionView, MailView, RegistrationView, UserView},
+    plain::Plain,
 };
 use crate::{
     competitions::{self, Cursor, Filter},
@@ -15,20 +16,20 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The caller's account.
-    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<UserView> {
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Plain<UserView>> {
         let caller = ctx.caller()?;
         let mut conn = ctx.db().await?;
         let user = users::find(&mut conn, caller.sub)
             .await?
             .ok_or(AppError::ACCOUNT_GONE)?;
-        Ok(UserView(user))
+        Ok(Plain(UserView(user)))
     }
 
     /// The caller's registrations, newest first.
     async fn my_registrations(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<RegistrationView>> {
+    ) -> async_graphql::Result<Vec<Plain<RegistrationView>>> {
         let caller = ctx.caller()?;
         let mut conn = ctx.db().await?;
         // Asked for their competitions: all in one statement rather than a batch more.
@@ -37,15 +38,18 @@ impl Query {
             return Ok(found
                 .into_iter()
                 .map(|(registration, competition, organizer)| {
-                    RegistrationView::with_competition(
+                    Plain(RegistrationView::with_competition(
                         registration,
                         CompetitionView::with_organizer(competition, organizer),
-                    )
+                    ))
                 })
                 .collect());
         }
         let found = registrations::of_user(&mut conn, caller.sub).await?;
-        Ok(found.into_iter().map(RegistrationView::from).collect())
+        Ok(found
+            .into_iter()
+            .map(|registration| Plain(RegistrationView::from(registration)))
+            .collect())
     }
 
     /// The caller's mailbox (confirmations and reminders), newest first.
@@ -54,11 +58,14 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "Some(50)")] first: Option<i32>,
-    ) -> async_graphql::Result<Vec<MailView>> {
+    ) -> async_graphql::Result<Vec<Plain<MailView>>> {
         let caller = ctx.caller()?;
         let mut conn = ctx.db().await?;
         let found = mail::mailbox_of(&mut conn, caller.sub, first.unwrap_or(50).into()).await?;
-        Ok(found.into_iter().map(MailView).collect())
+        Ok(found
+            .into_iter()
+            .map(|mail| Plain(MailView(mail)))
+            .collect())
     }
 
     /// Null when there is no such competition.
@@ -66,7 +73,7 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         id: ID,
-    ) -> async_graphql::Result<Option<CompetitionView>> {
+    ) -> async_graphql::Result<Option<Plain<CompetitionView>>> {
         let id = validation::parse_id("id", &id)?;
         let mut conn = ctx.db().await?;
         let look_ahead = ctx.look_ahead();
@@ -74,19 +81,23 @@ impl Query {
         if let (true, Ok(caller)) = (look_ahead.field("registrations").exists(), ctx.caller()) {
             let found = competitions::find_with_registrations(&mut conn, id, caller.sub).await?;
             return Ok(found.map(|(competition, organizer, registrations)| {
-                CompetitionView::with_registrations(competition, organizer, registrations)
+                Plain(CompetitionView::with_registrations(
+                    competition,
+                    organizer,
+                    registrations,
+                ))
             }));
         }
         // Asked for its organizer: both in one statement rather than a second lookup.
         if look_ahead.field("organizer").exists() {
             let found = competitions::find_with_organizer(&mut conn, id).await?;
             return Ok(found.map(|(competition, organizer)| {
-                CompetitionView::with_organizer(competition, organizer)
+                Plain(CompetitionView::with_organizer(competition, organizer))
             }));
         }
         Ok(competitions::find(&mut conn, id)
             .await?
-            .map(CompetitionView::from))
+            .map(|competition| Plain(CompetitionView::from(competition))))
     }
 
     /// Newest first; `after` takes a cursor of a previous page; `organizerId` keeps one

@@ -12,5 +12,6 @@ mod operating;
 mod ops;
 mod protection;
 mod registrations;
+mod selections;
 mod statements;
 mod waitlist;

@@ -1,0 +1,129 @@
+//! Plain selections are answered without the executor (`graphql/plain.rs`): every field
+//! of every such object must come out exactly as the executor gives it.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Account, TestApp};
+
+const USER: &str = "__typename id name email role createdAt";
+const COMPETITION: &str = "__typename id title description tags capacity registeredCount
+    seatsLeft isOpen waitlistCount regDeadline startDate createdAt cancelledAt";
+const REGISTRATION: &str =
+    "__typename id status createdAt confirmedAt cancelledAt waitlistPosition";
+const MAIL: &str = "__typename id kind to subject body sentAt";
+
+/// The same document with a fragment in every selection set, which sends every object to
+/// the executor. (A directive would not: `@skip` and `@include` are gone by then.)
+fn through_the_executor(document: &str) -> String {
+    document.replace("__typename", "... { __typename }")
+}
+
+/// `document` answered both ways: no errors, and the same data.
+async fn both_ways_agree(app: &TestApp, who: Option<&Account>, document: &str, variables: Value) {
+    let token = who.map(|account| account.token.as_str());
+    let plain = app.gql_as(token, document, variables.clone()).await;
+    let executed = app
+        .gql_as(token, &through_the_executor(document), variables)
+        .await;
+    assert!(plain["errors"].is_null(), "{plain}");
+    assert!(executed["errors"].is_null(), "{executed}");
+    assert_eq!(plain["data"], executed["data"], "{document}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_selections_answer_what_the_executor_does() {
+    let app = TestApp::spawn().await;
+    let organizer = app.signup("ORGANIZER").await;
+    let seated = app.signup("PARTICIPANT").await;
+    let waiting = app.signup("PARTICIPANT").await;
+    let competition = app
+        .new_competition(
+            &organizer,
+            json!({ "capacity": 1, "tags": ["chess", "blitz"] }),
+        )
+        .await;
+    let called_off = app.new_competition(&organizer, json!({})).await;
+    for (who, key) in [(&seated, "seat"), (&waiting, "wait")] {
+        let body = app
+            .gql_as(
+                Some(&who.token),
+                "mutation($id: ID!, $key: String) {
+                    register(competitionId: $id, idempotencyKey: $key, waitlist: true) { id } }",
+                json!({ "id": competition, "key": key }),
+            )
+            .await;
+        assert!(body["errors"].is_null(), "{body}");
+    }
+    let body = app
+        .gql_as(
+            Some(&organizer.token),
+            "mutation($id: ID!) { cancelCompetition(id: $id) { id } }",
+            json!({ "id": called_off }),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    // Let the confirmation (a status, a time and a mail) land before comparing.
+    let within = std::time::Duration::from_secs(30);
+    app.wait_for_count(
+        "SELECT count(*) FROM registrations WHERE status = 'CONFIRMED'",
+        1,
+        within,
+    )
+    .await;
+    app.wait_for_count("SELECT count(*) FROM mailbox", 1, within)
+        .await;
+
+    both_ways_agree(
+        &app,
+        None,
+        &format!(
+            "{{ competitions(first: 20) {{ edges {{ __typename cursor node {{
+                {COMPETITION} organizer {{ {USER} }} }} }} }} }}"
+        ),
+        json!({}),
+    )
+    .await;
+    both_ways_agree(
+        &app,
+        Some(&organizer),
+        &format!(
+            "query($id: ID!) {{ competition(id: $id) {{ {COMPETITION} organizer {{ {USER} }}
+                registrations {{ {REGISTRATION} user {{ {USER} }} }} }} }}"
+        ),
+        json!({ "id": competition }),
+    )
+    .await;
+    both_ways_agree(
+        &app,
+        None,
+        &format!("query($id: ID!) {{ competition(id: $id) {{ {COMPETITION} }} }}"),
+        json!({ "id": called_off }),
+    )
+    .await;
+    for who in [&seated, &waiting] {
+        both_ways_agree(
+            &app,
+            Some(who),
+            &format!(
+                "{{ me {{ {USER} }} myMail {{ {MAIL} }} myRegistrations {{ {REGISTRATION}
+                    competition {{ {COMPETITION} organizer {{ {USER} }} }} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    }
+    // The answers hold what they should, not merely the same thing twice.
+    let mine = app
+        .gql_as(
+            Some(&waiting.token),
+            "{ myRegistrations { status waitlistPosition competition { tags } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        mine["data"]["myRegistrations"],
+        json!([{ "status": "WAITLISTED", "waitlistPosition": 1,
+                 "competition": { "tags": ["chess", "blitz"] } }]),
+        "{mine}"
+    );
+}
