@@ -5,8 +5,14 @@
 //! the outcome, refusals included, so a repeated hostile document costs a lookup.
 //! Long documents are scanned and parsed on the blocking pool, a bounded number at a time,
 //! so that a client sending large documents cannot occupy the async workers.
+//!
+//! A cached document also remembers when async-graphql's validation has passed it, if that
+//! settles it for every later request (see `Prepared`): those skip the rules.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{
+    Arc, LazyLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use async_graphql::parser::types::ExecutableDocument;
 use quick_cache::{Weighter, sync::Cache};
@@ -26,7 +32,44 @@ const BLOCKING_LEN: usize = 4 * 1024;
 static PARSING: LazyLock<Semaphore> =
     LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
 
-type Checked = Result<Arc<ExecutableDocument>, Refused>;
+type Checked = Result<Arc<Prepared>, Refused>;
+
+/// A document within the limits, parsed.
+pub struct Prepared {
+    pub document: ExecutableDocument,
+    /// No operation declares a variable. Validation reads a request's variables only
+    /// through the variables the operations declare, so such a document passes or fails
+    /// validation the same way for every request.
+    variable_free: bool,
+    /// Validation passed it once (only ever set when `variable_free`).
+    validated: AtomicBool,
+}
+
+impl Prepared {
+    fn new(document: ExecutableDocument) -> Self {
+        let variable_free = document
+            .operations
+            .iter()
+            .all(|(_, operation)| operation.node.variable_definitions.is_empty());
+        Self {
+            document,
+            variable_free,
+            validated: AtomicBool::new(false),
+        }
+    }
+
+    /// True when validating this document again could not change its outcome.
+    pub fn validated(&self) -> bool {
+        self.validated.load(Ordering::Relaxed)
+    }
+
+    /// Records that validation passed it (its operation ran).
+    pub fn passed_validation(&self) {
+        if self.variable_free {
+            self.validated.store(true, Ordering::Relaxed);
+        }
+    }
+}
 
 pub struct DocumentCache(Cache<String, Checked, TextLength>);
 
@@ -77,5 +120,5 @@ impl DocumentCache {
 }
 
 fn check(text: &str, limits: &DocumentLimits) -> Checked {
-    limits::check(text, limits).map(Arc::new)
+    limits::check(text, limits).map(|document| Arc::new(Prepared::new(document)))
 }

@@ -58,6 +58,9 @@ const RETRY_AFTER_SECS: &str = "1";
 pub struct Endpoint {
     pub app: AppState,
     pub schema: AppSchema,
+    /// The same schema without validation's rules (its depth and complexity limits
+    /// stay), for documents validation has already passed for good (`Prepared`).
+    pub validated_schema: AppSchema,
     /// The schema's types, for spec-exact results.
     pub shapes: Arc<Shapes>,
     pub documents: Arc<DocumentCache>,
@@ -541,7 +544,7 @@ async fn execute(
         Err(refused) => return Refusal::from(refused).respond(media),
     };
     let operation_name = request.operation_name;
-    let operation = selected_operation(&document, operation_name.as_deref());
+    let operation = selected_operation(&document.document, operation_name.as_deref());
     if let Some((name, kind)) = operation {
         selected.kind = match kind {
             OperationType::Query => "query",
@@ -580,8 +583,13 @@ async fn execute(
     if let Some(name) = &operation_name {
         graphql = graphql.operation_name(name.clone());
     }
-    graphql.set_parsed_query((*document).clone());
-    let mut response = endpoint.schema.execute(graphql).await;
+    graphql.set_parsed_query(document.document.clone());
+    let schema = if document.validated() {
+        &endpoint.validated_schema
+    } else {
+        &endpoint.schema
+    };
+    let mut response = schema.execute(graphql).await;
     response.errors.iter_mut().for_each(classify);
     // Nothing ran: a request error (validation, coercion) rather than a field error.
     let not_executed = response.data == async_graphql::Value::Null
@@ -594,8 +602,9 @@ async fn execute(
         };
         return json_response(status, media, &ResponseBody::errors(&response.errors));
     }
+    document.passed_validation();
     let data = endpoint.shapes.complete(
-        &document,
+        &document.document,
         operation_name.as_deref(),
         &variables,
         std::mem::take(&mut response.data),

@@ -19,7 +19,7 @@ pub mod ws;
 
 use std::sync::Arc;
 
-use async_graphql::{SDLExportOptions, Schema, SchemaBuilder};
+use async_graphql::{SDLExportOptions, Schema, SchemaBuilder, ValidationMode};
 
 use crate::{
     config::{Config, DocumentLimits},
@@ -34,11 +34,14 @@ fn builder() -> SchemaBuilder<query::Query, mutation::Mutation, subscription::Su
 
 /// The executable schema. Documents reach it only through `limits`' checks, which bound
 /// what async-graphql's own depth and complexity checks (applied here too) may cost.
-fn schema(state: AppState, limits: &DocumentLimits) -> AppSchema {
+/// `Fast` skips validation's rules but keeps the depth and complexity limits: only for
+/// documents validation has passed for good (see `documents::Prepared`).
+fn schema(state: AppState, limits: &DocumentLimits, mode: ValidationMode) -> AppSchema {
     builder()
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(limits.max_nesting)
+        .validation_mode(mode)
         .data(state)
         .finish()
 }
@@ -51,10 +54,15 @@ deadline. Organizers create them; participants sign up, log in and register: ide
 
 /// The GraphQL endpoint: the executable schema, and what answers and checks requests.
 pub async fn endpoint(app: AppState, config: &Config) -> http::Endpoint {
-    let schema = schema(app.clone(), &config.limits);
+    let schema_of = |mode| schema(app.clone(), &config.limits, mode);
+    let (schema, validated_schema) = (
+        schema_of(ValidationMode::Strict),
+        schema_of(ValidationMode::Fast),
+    );
     let shapes = completion::Shapes::read(&schema, DESCRIPTION).await;
     http::Endpoint {
         schema,
+        validated_schema,
         shapes: Arc::new(shapes),
         app,
         documents: Arc::default(),

@@ -326,7 +326,7 @@ impl Executor for LiveExecutor {
             };
             let operation_name = request.operation_name.clone();
             let variables = request.variables.clone();
-            request.set_parsed_query((*document).clone());
+            request.set_parsed_query(document.document.clone());
             let session_data = session_data.unwrap_or_default();
             endpoint
                 .schema
@@ -336,7 +336,7 @@ impl Executor for LiveExecutor {
                     if response.data != async_graphql::Value::Null {
                         let data = std::mem::take(&mut response.data);
                         response.data = endpoint.shapes.complete(
-                            &document,
+                            &document.document,
                             operation_name.as_deref(),
                             &variables,
                             data,

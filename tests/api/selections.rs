@@ -1,5 +1,6 @@
-//! Plain selections are answered without the executor (`graphql/plain.rs`): every field
-//! of every such object must come out exactly as the executor gives it.
+//! Work the server skips must not change any answer: plain selections are answered
+//! without the executor (`graphql/plain.rs`), and a cached document that validation has
+//! passed for good is not validated again (`graphql/documents.rs`).
 
 use serde_json::{Value, json};
 
@@ -126,4 +127,48 @@ async fn plain_selections_answer_what_the_executor_does() {
                  "competition": { "tags": ["chess", "blitz"] } }]),
         "{mine}"
     );
+}
+
+/// Only a document without variables skips validation once it has passed: a document with
+/// variables must still refuse bad values as a request error (no `data`), however often
+/// it ran before, rather than as a field error with `data`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_that_ran_before_still_refuses_bad_variables() {
+    let app = TestApp::spawn_without_workers().await;
+    let organizer = app.signup("ORGANIZER").await;
+    let competition = app.new_competition(&organizer, json!({})).await;
+    let document = "query($id: ID!) { competition(id: $id) { title } }";
+    for _ in 0..3 {
+        let body = app.gql(document, json!({ "id": competition })).await;
+        assert_eq!(body["data"]["competition"]["title"], "Test Cup", "{body}");
+    }
+    for bad in [json!({ "id": true }), json!({ "id": [competition] })] {
+        let body = app.gql(document, bad).await;
+        assert!(body.get("data").is_none(), "{body}");
+        assert_eq!(
+            crate::helpers::error_code(&body),
+            "BAD_USER_INPUT",
+            "{body}"
+        );
+    }
+    // And a document without variables that fails validation keeps failing.
+    for _ in 0..2 {
+        let body = app
+            .gql("{ competitions { edges { node { nope } } } }", json!({}))
+            .await;
+        assert!(body.get("data").is_none(), "{body}");
+        assert_eq!(
+            crate::helpers::error_code(&body),
+            "BAD_USER_INPUT",
+            "{body}"
+        );
+    }
+    let listed = "{ competitions { edges { node { title } } } }";
+    for _ in 0..3 {
+        let body = app.gql(listed, json!({})).await;
+        assert_eq!(
+            body["data"]["competitions"]["edges"][0]["node"]["title"], "Test Cup",
+            "{body}"
+        );
+    }
 }
