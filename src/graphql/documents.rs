@@ -6,15 +6,18 @@
 //! Long documents are scanned and parsed on the blocking pool, a bounded number at a time,
 //! so that a client sending large documents cannot occupy the async workers.
 //!
-//! A cached document also remembers when async-graphql's validation has passed it, if that
-//! settles it for every later request (see `Prepared`): those skip the rules.
+//! A cached document also remembers when async-graphql's validation has passed it; a later
+//! request for which that settles it (see `Settles`) skips the rules.
 
 use std::sync::{
     Arc, LazyLock,
     atomic::{AtomicBool, Ordering},
 };
 
-use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{
+    Name, Value, Variables,
+    parser::types::{BaseType, ExecutableDocument, Type},
+};
 use quick_cache::{Weighter, sync::Cache};
 use tokio::sync::Semaphore;
 
@@ -37,35 +40,119 @@ type Checked = Result<Arc<Prepared>, Refused>;
 /// A document within the limits, parsed.
 pub struct Prepared {
     pub document: ExecutableDocument,
-    /// No operation declares a variable. Validation reads a request's variables only
-    /// through the variables the operations declare, so such a document passes or fails
-    /// validation the same way for every request.
-    variable_free: bool,
-    /// Validation passed it once (only ever set when `variable_free`).
+    /// When passing validation once settles it for a later request.
+    settles: Settles,
+    /// Validation passed it once (only ever set when it can settle anything).
     validated: AtomicBool,
+}
+
+/// Validation reads a request's variables only where the operation uses them as
+/// arguments, and checks their values there against the arguments' types; every other
+/// rule reads the document alone. So once a document has passed, a later request passes
+/// too when its variables are valid wherever they may be used.
+enum Settles {
+    /// No operation declares a variable: every request passes.
+    Always,
+    /// One operation, whose every variable is a non-null `ID`, `String` or `Boolean` (a
+    /// position that accepts it has the same scalar, the validation rules make sure):
+    /// the requests whose values are all present and of their scalar.
+    WhenScalarsValid(Vec<(Name, Scalar)>),
+    /// Anything else: validated every time.
+    Never,
+}
+
+#[derive(Clone, Copy)]
+enum Scalar {
+    Id,
+    String,
+    Boolean,
+}
+
+impl Scalar {
+    fn of(ty: &Type) -> Option<Self> {
+        match (&ty.base, ty.nullable) {
+            (BaseType::Named(name), false) => match name.as_str() {
+                "ID" => Some(Self::Id),
+                "String" => Some(Self::String),
+                "Boolean" => Some(Self::Boolean),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether validation would accept `value` for this scalar (as async-graphql's own
+    /// scalars do: an `ID` is a string or an integer).
+    fn accepts(self, value: &Value) -> bool {
+        match (self, value) {
+            (Self::Id, Value::Number(number)) => number.is_i64(),
+            (Self::Id | Self::String, Value::String(_)) => true,
+            (Self::Boolean, Value::Boolean(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Settles {
+    fn of(document: &ExecutableDocument) -> Self {
+        let mut operations = document.operations.iter();
+        let (Some((_, operation)), None) = (operations.next(), operations.next()) else {
+            return if document
+                .operations
+                .iter()
+                .all(|(_, operation)| operation.node.variable_definitions.is_empty())
+            {
+                Self::Always
+            } else {
+                Self::Never
+            };
+        };
+        let definitions = &operation.node.variable_definitions;
+        if definitions.is_empty() {
+            return Self::Always;
+        }
+        definitions
+            .iter()
+            .map(|definition| {
+                let definition = &definition.node;
+                Scalar::of(&definition.var_type.node)
+                    .map(|scalar| (definition.name.node.clone(), scalar))
+            })
+            .collect::<Option<Vec<_>>>()
+            .map_or(Self::Never, Self::WhenScalarsValid)
+    }
+
+    fn allows(&self, variables: &Variables) -> bool {
+        match self {
+            Self::Always => true,
+            Self::WhenScalarsValid(scalars) => scalars.iter().all(|(name, scalar)| {
+                variables
+                    .get(name)
+                    .is_some_and(|value| scalar.accepts(value))
+            }),
+            Self::Never => false,
+        }
+    }
 }
 
 impl Prepared {
     fn new(document: ExecutableDocument) -> Self {
-        let variable_free = document
-            .operations
-            .iter()
-            .all(|(_, operation)| operation.node.variable_definitions.is_empty());
         Self {
+            settles: Settles::of(&document),
             document,
-            variable_free,
             validated: AtomicBool::new(false),
         }
     }
 
-    /// True when validating this document again could not change its outcome.
-    pub fn validated(&self) -> bool {
-        self.validated.load(Ordering::Relaxed)
+    /// True when validating this document again, with these variables, could not change
+    /// its outcome: it passed before, and that settles it for them.
+    pub fn validated(&self, variables: &Variables) -> bool {
+        self.validated.load(Ordering::Relaxed) && self.settles.allows(variables)
     }
 
     /// Records that validation passed it (its operation ran).
     pub fn passed_validation(&self) {
-        if self.variable_free {
+        if !matches!(self.settles, Settles::Never) {
             self.validated.store(true, Ordering::Relaxed);
         }
     }

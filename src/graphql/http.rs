@@ -584,7 +584,7 @@ async fn execute(
         graphql = graphql.operation_name(name.clone());
     }
     graphql.set_parsed_query(document.document.clone());
-    let schema = if document.validated() {
+    let schema = if document.validated(&variables) {
         &endpoint.validated_schema
     } else {
         &endpoint.schema
