@@ -54,7 +54,6 @@ const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 const RETRY_AFTER_SECS: &str = "1";
 
 /// What the GraphQL endpoint shares between requests.
-#[derive(Clone)]
 pub struct Endpoint {
     pub app: AppState,
     pub schema: AppSchema,
@@ -250,7 +249,7 @@ enum Method {
 }
 
 pub async fn post(
-    State(endpoint): State<Endpoint>,
+    State(endpoint): State<Arc<Endpoint>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
@@ -266,7 +265,7 @@ pub async fn post(
 /// GET: GraphiQL for a browser (its `Accept` prefers HTML), the query of the URL executed
 /// for anyone else (queries only: a mutation is 405, `Allow: POST`).
 pub async fn get(
-    State(endpoint): State<Endpoint>,
+    State(endpoint): State<Arc<Endpoint>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,

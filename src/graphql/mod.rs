@@ -53,14 +53,15 @@ deadline. Organizers create them; participants sign up, log in and register: ide
 (an Idempotency-Key makes retries safe) and never beyond capacity.";
 
 /// The GraphQL endpoint: the executable schema, and what answers and checks requests.
-pub async fn endpoint(app: AppState, config: &Config) -> http::Endpoint {
+/// Shared, not cloned, by every request (a clone is twenty reference counts).
+pub async fn endpoint(app: AppState, config: &Config) -> Arc<http::Endpoint> {
     let schema_of = |mode| schema(app.clone(), &config.limits, mode);
     let (schema, validated_schema) = (
         schema_of(ValidationMode::Strict),
         schema_of(ValidationMode::Fast),
     );
     let shapes = completion::Shapes::read(&schema, DESCRIPTION).await;
-    http::Endpoint {
+    Arc::new(http::Endpoint {
         schema,
         validated_schema,
         shapes: Arc::new(shapes),
@@ -69,7 +70,7 @@ pub async fn endpoint(app: AppState, config: &Config) -> http::Endpoint {
         persisted: Arc::default(),
         limits: Arc::new(config.limits.clone()),
         trusted_proxies: config.http.trusted_proxies.clone().into(),
-    }
+    })
 }
 
 /// The SDL that `schema.graphql` holds: what full introspection reports, `@specifiedBy`

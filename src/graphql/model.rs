@@ -483,10 +483,27 @@ pub struct PageInfo {
     pub end_cursor: Option<String>,
 }
 
-#[derive(SimpleObject)]
 pub struct CompetitionEdge {
-    pub cursor: String,
-    pub node: CompetitionView,
+    node: CompetitionView,
+}
+
+impl CompetitionEdge {
+    /// Encoded only when asked for: most listings never select it.
+    fn cursor(&self) -> String {
+        Cursor::of(&self.node.competition).encode()
+    }
+}
+
+#[Object]
+impl CompetitionEdge {
+    #[graphql(name = "cursor")]
+    async fn cursor_field(&self) -> String {
+        self.cursor()
+    }
+
+    async fn node(&self) -> &CompetitionView {
+        &self.node
+    }
 }
 
 impl PlainFields for CompetitionEdge {
@@ -494,7 +511,7 @@ impl PlainFields for CompetitionEdge {
 
     fn plain_field(&self, name: &str, selection: &Positioned<SelectionSet>) -> Option<Value> {
         match name {
-            "cursor" => Some(Value::String(self.cursor.clone())),
+            "cursor" => Some(Value::String(self.cursor())),
             "node" => plain::object(&self.node, selection),
             _ => None,
         }
@@ -516,7 +533,6 @@ impl CompetitionConnection {
             .into_iter()
             .zip(page.organizers)
             .map(|(competition, organizer)| CompetitionEdge {
-                cursor: Cursor::of(&competition).encode(),
                 node: CompetitionView::with_organizer(competition, organizer),
             })
             .collect();

@@ -144,7 +144,7 @@ impl Sockets {
 }
 
 pub async fn upgrade(
-    State((endpoint, sockets)): State<(Endpoint, Sockets)>,
+    State((endpoint, sockets)): State<(Arc<Endpoint>, Sockets)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     protocol: GraphQLProtocol,
@@ -173,7 +173,7 @@ fn close(code: u16, reason: &str) -> Message {
 }
 
 async fn serve(
-    endpoint: Endpoint,
+    endpoint: Arc<Endpoint>,
     sockets: Sockets,
     protocol: GraphQLProtocol,
     address: IpAddr,
@@ -295,7 +295,7 @@ impl Drop for OpenSocket {
 /// Runs what arrives over a socket: the same document limits as over HTTP, and spec-exact
 /// results for every event.
 #[derive(Clone)]
-struct LiveExecutor(Endpoint);
+struct LiveExecutor(Arc<Endpoint>);
 
 impl Executor for LiveExecutor {
     fn execute(&self, request: Request) -> impl Future<Output = Response> + Send {
