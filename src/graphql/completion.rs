@@ -288,9 +288,6 @@ impl<'a> Walk<'a> {
         for set in sets {
             self.collect(type_name, set, &mut collected, &mut fragments_seen);
         }
-        for field in &mut collected {
-            field.ty = self.field_type(type_name, field.field);
-        }
         let collected: Rc<[Collected<'a>]> = collected.into();
         self.collected
             .borrow_mut()
@@ -360,7 +357,7 @@ impl<'a> Walk<'a> {
                         None => collected.push(Collected {
                             key,
                             field: field.name.node.as_str(),
-                            ty: None,
+                            ty: self.field_type(type_name, field.name.node.as_str()),
                             sets: vec![&field.selection_set],
                         }),
                     }

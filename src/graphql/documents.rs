@@ -95,22 +95,16 @@ impl Scalar {
 
 impl Settles {
     fn of(document: &ExecutableDocument) -> Self {
-        let mut operations = document.operations.iter();
-        let (Some((_, operation)), None) = (operations.next(), operations.next()) else {
-            return if document
-                .operations
-                .iter()
-                .all(|(_, operation)| operation.node.variable_definitions.is_empty())
-            {
-                Self::Always
-            } else {
-                Self::Never
-            };
-        };
-        let definitions = &operation.node.variable_definitions;
-        if definitions.is_empty() {
+        let mut declared = document
+            .operations
+            .iter()
+            .map(|(_, operation)| &operation.node.variable_definitions);
+        if declared.clone().all(Vec::is_empty) {
             return Self::Always;
         }
+        let (Some(definitions), None) = (declared.next(), declared.next()) else {
+            return Self::Never;
+        };
         definitions
             .iter()
             .map(|definition| {

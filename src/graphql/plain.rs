@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use async_graphql::{
-    ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value,
+    ContextSelectionSet, OutputType, Positioned, ServerResult, Value,
     indexmap::IndexMap,
     parser::types::{Field, Selection, SelectionSet},
     registry::Registry,
@@ -45,14 +45,7 @@ impl<T: PlainFields + Clone> PlainFields for Cow<'_, T> {
 }
 
 /// `selection` on `object` as a value, or `None` when it is not plain.
-pub fn object(object: &impl PlainFields, selection: &Positioned<SelectionSet>) -> Option<Value> {
-    plain_object(object, selection).map(Value::Object)
-}
-
-fn plain_object<T: PlainFields>(
-    object: &T,
-    selection: &Positioned<SelectionSet>,
-) -> Option<IndexMap<Name, Value>> {
+pub fn object<T: PlainFields>(object: &T, selection: &Positioned<SelectionSet>) -> Option<Value> {
     let items = &selection.node.items;
     let mut values = IndexMap::with_capacity(items.len());
     for item in items {
@@ -81,7 +74,7 @@ fn plain_object<T: PlainFields>(
             return None;
         }
     }
-    Some(values)
+    Some(Value::Object(values))
 }
 
 /// An object resolved from its plain fields when the selection allows it, by the executor
