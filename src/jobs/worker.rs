@@ -55,7 +55,9 @@ use crate::{
 
 /// Confirmations confirmed together in one statement.
 const CONFIRMATION_BATCH: usize = 64;
-/// The least time between two claims that found work: what a busy worker's batches gather.
+/// The least time between two claims that found some work but not a full claim: what a
+/// worker's batches gather at a trickle. A full claim means a backlog, which is claimed again
+/// as soon as slots are free: a fixed pause there would cap the confirmations per second.
 const GATHER: Duration = Duration::from_millis(100);
 /// How long to wait before reconnecting the LISTEN connection or retrying the start.
 const RECONNECT_DELAY: Duration = Duration::from_secs(2);
@@ -401,8 +403,8 @@ impl Worker {
         let lease = self.lease();
         let sweep_every = (lease / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut next_sweep = Instant::now();
-        // After a claim that found work, the next one waits a moment, so that under load
-        // confirmations gather into large batches rather than one statement each.
+        // After a claim that found some work, the next one waits a moment, so that under
+        // load confirmations gather into large batches rather than one statement each.
         let mut claim_after = Instant::now();
         let mut running = JoinSet::new();
         // Succeeded, still `in_progress`: deleted by the next claim (or rescued and run
@@ -427,7 +429,7 @@ impl Worker {
                         finished.clear();
                         // A full claim means more may be due: claim again when slots free.
                         saturated = tasks.len() == limit;
-                        if !tasks.is_empty() {
+                        if !tasks.is_empty() && !saturated {
                             claim_after = Instant::now() + GATHER;
                         }
                         let (confirmations, others) = batches(tasks);
