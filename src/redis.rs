@@ -5,17 +5,113 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bb8_redis::{RedisConnectionManager, bb8};
+use bb8_redis::{
+    RedisConnectionManager, bb8,
+    redis::{
+        Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Value,
+        aio::{ConnectionLike, MultiplexedConnection},
+    },
+};
+use futures_util::FutureExt;
 
-pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+pub type RedisPool = bb8::Pool<Manager>;
 
 /// A pool that connects lazily, so the server starts while Redis is down.
 pub fn pool(redis_url: &str) -> anyhow::Result<RedisPool> {
-    let manager = RedisConnectionManager::new(redis_url)?;
+    let manager = Manager(RedisConnectionManager::new(redis_url)?);
     Ok(bb8::Pool::builder()
         .max_size(32)
         .connection_timeout(Duration::from_secs(2))
         .build_unchecked(manager))
+}
+
+/// A connection that answered within this long is lent without a `PING` first (HikariCP's
+/// "alive bypass window"). bb8 checks every connection it lends, and bb8-redis checks with a
+/// `PING`: under load that doubled the round trips to Redis, one before every command.
+const ANSWERED_RECENTLY: Duration = Duration::from_secs(1);
+
+/// bb8-redis's manager, lending a connection that answered recently without a `PING`, and
+/// dropping one whose socket failed (bb8-redis never drops one: it relies on the `PING`).
+pub struct Manager(RedisConnectionManager);
+
+/// A pooled Redis connection: it remembers when it last answered, and whether it broke.
+pub struct Connection {
+    inner: MultiplexedConnection,
+    answered: Instant,
+    broken: bool,
+}
+
+impl Connection {
+    fn note<T>(&mut self, outcome: &Result<T, RedisError>) {
+        match outcome {
+            Ok(_) => self.answered = Instant::now(),
+            // An error reply leaves the connection usable; a failed socket or a garbled
+            // reply does not.
+            Err(error) => {
+                self.broken |= error.is_io_error()
+                    || error.is_unrecoverable_error()
+                    || error.kind() == ErrorKind::Parse;
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        async move {
+            let outcome = self.inner.req_packed_command(cmd).await;
+            self.note(&outcome);
+            outcome
+        }
+        .boxed()
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        async move {
+            let outcome = self
+                .inner
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            self.note(&outcome);
+            outcome
+        }
+        .boxed()
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Connection;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Connection, RedisError> {
+        Ok(Connection {
+            inner: self.0.connect().await?,
+            answered: Instant::now(),
+            broken: false,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), RedisError> {
+        if conn.answered.elapsed() < ANSWERED_RECENTLY {
+            return Ok(());
+        }
+        let checked = self.0.is_valid(&mut conn.inner).await;
+        conn.note(&checked);
+        checked
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken
+    }
 }
 
 /// What Redis says when our credentials are wrong: waiting will not help.

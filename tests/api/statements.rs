@@ -1,6 +1,7 @@
 //! How many statements each read shape sends to Postgres, counted by diesel's
 //! instrumentation on every connection this test process opens (per database, so the
-//! tests running beside it do not count).
+//! tests running beside it do not count); and how many commands a registration sends to
+//! Redis, counted by a Redis of the test's own.
 
 use std::{
     collections::HashMap,
@@ -10,7 +11,7 @@ use std::{
 use diesel::connection::{Instrumentation, InstrumentationEvent, set_default_instrumentation};
 use serde_json::{Value, json};
 
-use crate::helpers::{Account, TestApp};
+use crate::helpers::{Account, TestApp, TestRedis, test_config};
 
 /// Statements sent, by database name.
 static SENT: Mutex<Option<HashMap<String, Vec<String>>>> = Mutex::new(None);
@@ -287,5 +288,81 @@ async fn confirmations_are_hot_updates() {
         app.count("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'registrations'")
             .await,
         40
+    );
+}
+
+/// Commands Redis has run since it started, by name (`INFO commandstats`).
+async fn commands_run(redis: &TestRedis) -> HashMap<String, u64> {
+    let client = bb8_redis::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = bb8_redis::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// A registration asks Redis twice: it reserves its key, then records the outcome. The pool
+/// lends a connection that answered a moment ago without a `PING` of its own first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_costs_redis_two_commands() {
+    let redis = TestRedis::start().await;
+    let mut config = test_config();
+    config.jobs.worker_concurrency = 0;
+    config.redis_url = redis.url();
+    let app = TestApp::spawn_with(config).await;
+    let organizer = app.signup("ORGANIZER").await;
+    let competition = app
+        .new_competition(&organizer, json!({ "capacity": 100 }))
+        .await;
+    let participants = app.bulk_participants(21).await;
+    let register = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id } }";
+    // Warm: the first registration may find only a connection that has been idle a while.
+    query(
+        &app,
+        Some(&participants[0]),
+        register,
+        json!({ "id": competition, "key": "warm" }),
+    )
+    .await;
+
+    let before = commands_run(&redis).await;
+    for (index, who) in participants[1..].iter().enumerate() {
+        query(
+            &app,
+            Some(who),
+            register,
+            json!({ "id": competition, "key": format!("key-{index}") }),
+        )
+        .await;
+    }
+    let after = commands_run(&redis).await;
+    let sent: HashMap<&str, u64> = after
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .map(|(name, calls)| {
+            (
+                name.as_str(),
+                calls - before.get(name).copied().unwrap_or(0),
+            )
+        })
+        .filter(|(_, calls)| *calls > 0)
+        .collect();
+    assert_eq!(
+        sent,
+        HashMap::from([("set", 20), ("setex", 20)]),
+        "20 registrations"
     );
 }
