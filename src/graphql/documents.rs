@@ -53,9 +53,11 @@ pub struct Prepared {
 enum Settles {
     /// No operation declares a variable: every request passes.
     Always,
-    /// One operation, whose every variable is a non-null `ID`, `String` or `Boolean` (a
-    /// position that accepts it has the same scalar, the validation rules make sure):
-    /// the requests whose values are all present and of their scalar.
+    /// One operation, whose every variable is an `ID`, `String` or `Boolean`, nullable or
+    /// not (a position that accepts it has the same scalar, the validation rules make sure,
+    /// and a value of that scalar is valid there, even where the position is non-null): the
+    /// requests whose values are all present, not null, and of their scalar. A null or
+    /// missing value is validated, as it may be refused where a default stood for it.
     WhenScalarsValid(Vec<(Name, Scalar)>),
     /// Anything else: validated every time.
     Never,
@@ -70,14 +72,14 @@ enum Scalar {
 
 impl Scalar {
     fn of(ty: &Type) -> Option<Self> {
-        match (&ty.base, ty.nullable) {
-            (BaseType::Named(name), false) => match name.as_str() {
+        match &ty.base {
+            BaseType::Named(name) => match name.as_str() {
                 "ID" => Some(Self::Id),
                 "String" => Some(Self::String),
                 "Boolean" => Some(Self::Boolean),
                 _ => None,
             },
-            _ => None,
+            BaseType::List(_) => None,
         }
     }
 

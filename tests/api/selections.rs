@@ -178,3 +178,60 @@ async fn a_document_that_ran_before_still_refuses_bad_variables() {
         );
     }
 }
+
+/// Nullable variables settle too, for values of their scalar; `null` (or a missing value)
+/// is validated every time, as a non-null argument with a default may refuse it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_with_nullable_variables_that_ran_before_still_refuses_bad_values() {
+    let app = TestApp::spawn_without_workers().await;
+    let organizer = app.signup("ORGANIZER").await;
+    let participant = app.signup("PARTICIPANT").await;
+    let competition = app.new_competition(&organizer, json!({})).await;
+    // `waitlist: Boolean! = false` takes a nullable variable, because of its default.
+    let document = "mutation($id: ID!, $key: String, $waitlist: Boolean) {
+        register(competitionId: $id, idempotencyKey: $key, waitlist: $waitlist) { id } }";
+    // What a null for the non-null argument gets before the document ever ran: the same
+    // text with a trailing space is another cache entry.
+    let unsettled = format!("{document} ");
+    let refused = |key: &str| json!({ "id": competition, "key": key, "waitlist": null });
+    let first = app
+        .gql_as(Some(&participant.token), &unsettled, refused("first"))
+        .await;
+    assert!(first.get("data").is_none(), "{first}");
+
+    for _ in 0..3 {
+        let body = app
+            .gql_as(
+                Some(&participant.token),
+                document,
+                json!({ "id": competition, "key": "valid", "waitlist": false }),
+            )
+            .await;
+        assert!(body["data"]["register"]["id"].is_string(), "{body}");
+    }
+    let again = app
+        .gql_as(Some(&participant.token), document, refused("again"))
+        .await;
+    assert_eq!(
+        again, first,
+        "null for a non-null argument, after the document ran"
+    );
+    for bad in [
+        json!({ "id": competition, "key": 5, "waitlist": false }),
+        json!({ "id": competition, "key": "other", "waitlist": "yes" }),
+        json!({ "id": competition, "key": ["other"], "waitlist": false }),
+    ] {
+        let body = app.gql_as(Some(&participant.token), document, bad).await;
+        assert!(body.get("data").is_none(), "{body}");
+        assert_eq!(
+            crate::helpers::error_code(&body),
+            "BAD_USER_INPUT",
+            "{body}"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM registrations").await,
+        1,
+        "only the valid requests registered"
+    );
+}
