@@ -6,6 +6,7 @@ use super::{
         AuthPayload, CompetitionView, CreateCompetitionInput, LoginInput, RegistrationView,
         SignupInput, UpdateCompetitionInput, UserView,
     },
+    plain::Plain,
 };
 use crate::{auth, competitions, idempotency, metrics, registrations, validation};
 
@@ -110,7 +111,7 @@ impl Mutation {
         competition_id: ID,
         idempotency_key: Option<String>,
         #[graphql(default = false)] waitlist: bool,
-    ) -> async_graphql::Result<RegistrationView> {
+    ) -> async_graphql::Result<Plain<RegistrationView>> {
         let caller = ctx.caller()?;
         let competition_id = validation::parse_id("competitionId", &competition_id)?;
         let key =
@@ -132,7 +133,7 @@ impl Mutation {
         });
         let registration = registered?;
         state.jobs.wake();
-        Ok(RegistrationView::from(registration))
+        Ok(Plain(RegistrationView::from(registration)))
     }
 
     /// The registrant only: cancels; a freed seat goes to the first on the waiting list.
@@ -140,7 +141,7 @@ impl Mutation {
         &self,
         ctx: &Context<'_>,
         registration_id: ID,
-    ) -> async_graphql::Result<RegistrationView> {
+    ) -> async_graphql::Result<Plain<RegistrationView>> {
         let caller = ctx.caller()?;
         let registration_id = validation::parse_id("registrationId", &registration_id)?;
         let state = ctx.state();
@@ -148,6 +149,6 @@ impl Mutation {
             registrations::cancel(&state.db, &state.changes, caller, registration_id).await?;
         // A freed seat may have gone to the waiting list, with a confirmation to send.
         state.jobs.wake();
-        Ok(RegistrationView::from(registration))
+        Ok(Plain(RegistrationView::from(registration)))
     }
 }

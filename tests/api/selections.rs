@@ -113,6 +113,20 @@ async fn plain_selections_answer_what_the_executor_does() {
         )
         .await;
     }
+    // A mutation's result too (a replay of the key answers the same registration).
+    for (who, key) in [(&seated, "seat"), (&waiting, "wait")] {
+        both_ways_agree(
+            &app,
+            Some(who),
+            &format!(
+                "mutation($id: ID!, $key: String) {{
+                    register(competitionId: $id, idempotencyKey: $key, waitlist: true) {{
+                        {REGISTRATION} }} }}"
+            ),
+            json!({ "id": competition, "key": key }),
+        )
+        .await;
+    }
     // The answers hold what they should, not merely the same thing twice.
     let mine = app
         .gql_as(
