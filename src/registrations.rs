@@ -216,7 +216,12 @@ pub async fn register(
     let outcome = take_place(db, caller.sub, competition_id, key, waitlist).await;
     if let Some(attempt) = attempt {
         match &outcome {
-            Ok(registration) => idempotency.complete(&attempt, registration.id).await,
+            // The answer does not wait for Redis: until the outcome lands there, a replay
+            // finds the key pending and is answered from the record Postgres committed.
+            Ok(registration) => {
+                let (idempotency, registration_id) = (idempotency.clone(), registration.id);
+                tokio::spawn(async move { idempotency.complete(&attempt, registration_id).await });
+            }
             Err(_) => idempotency.release(&attempt).await,
         }
     }
