@@ -11,7 +11,7 @@ use std::{
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{TestApp, error_code, test_config};
+use crate::helpers::{TestApp, debian_package, error_code, test_config};
 
 fn frontend_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/frontend")
@@ -30,23 +30,6 @@ pub fn node_packages() {
             .status()
             .expect("npm runs");
         assert!(status.success(), "npm ci in tests/frontend failed");
-    });
-}
-
-/// Debian's Chromium, installed if missing (`.ci/run` does it ahead of time).
-fn chromium() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        if Path::new("/usr/bin/chromium").exists() {
-            return;
-        }
-        for args in [&["update"][..], &["install", "-y", "chromium"]] {
-            let status = Command::new("apt-get")
-                .args(args)
-                .status()
-                .expect("apt-get runs");
-            assert!(status.success(), "apt-get {args:?} failed");
-        }
     });
 }
 
@@ -97,7 +80,7 @@ async fn a_frontend_flow_works_through_graphql_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn graphiql_runs_a_query_in_a_real_browser_without_other_hosts() {
-    chromium();
+    debian_package("/usr/bin/chromium", "chromium");
     let app = TestApp::spawn_without_workers().await;
     let organizer = app.signup("ORGANIZER").await;
     app.create_competition(&organizer, json!({ "title": "Browser Cup" }))
@@ -121,7 +104,7 @@ async fn graphiql_runs_a_query_in_a_real_browser_without_other_hosts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn graphiql_subscribes_over_the_websocket() {
-    chromium();
+    debian_package("/usr/bin/chromium", "chromium");
     let app = TestApp::spawn_without_workers().await;
     let organizer = app.signup("ORGANIZER").await;
     let id = app

@@ -2,6 +2,8 @@
 
 use std::{
     net::SocketAddr,
+    path::Path,
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -515,5 +517,23 @@ impl Drop for TestPostgres {
             .stderr(std::process::Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Installs Debian's `package` when `binary` is missing (`.ci/run` does it ahead of time),
+/// so that `cargo test` passes on a fresh machine too. One install at a time: apt holds a
+/// lock.
+pub fn debian_package(binary: &str, package: &str) {
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
+    if Path::new(binary).exists() {
+        return;
+    }
+    for args in [&["update"][..], &["install", "-y", package]] {
+        let status = std::process::Command::new("apt-get")
+            .args(args)
+            .status()
+            .expect("apt-get runs");
+        assert!(status.success(), "apt-get {args:?} failed");
     }
 }

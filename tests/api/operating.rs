@@ -37,6 +37,7 @@ async fn scrape(app: &TestApp) -> String {
 
 /// `promtool check metrics`: the exposition format and Prometheus's naming rules.
 fn promtool_check(text: &str) {
+    crate::helpers::debian_package("/usr/bin/promtool", "prometheus");
     let mut promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
