@@ -1,6 +1,11 @@
 //! Postgres: the connection pool, database creation and embedded migrations.
 
-use std::{marker::PhantomData, time::Duration};
+use std::{
+    marker::PhantomData,
+    ops::{Deref, DerefMut},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context;
 use diesel::{
@@ -18,9 +23,86 @@ use diesel_async::{
     },
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
-pub type PgPool = bb8::Pool<AsyncPgConnection>;
+/// The Postgres pool, lending connections in the order they were asked for.
+///
+/// bb8 alone is not fair: a returned connection wakes the longest waiter, but a caller that
+/// arrives meanwhile takes it first, and the woken waiter queues again at the back. Under a
+/// flash crowd (more requests than connections) some requests lost many turns, which was most
+/// of the latency tail. A FIFO semaphore with one permit per connection orders the callers; a
+/// permit's holder always finds a connection, because every loan is returned to the pool
+/// before its permit is released.
+#[derive(Clone)]
+pub struct PgPool {
+    connections: bb8::Pool<AsyncPgConnection>,
+    turns: Arc<Semaphore>,
+}
+
+/// A connection on loan; fields drop in order, so the connection is back in the pool before
+/// the turn is handed to the next caller.
+pub struct Lent<'pool> {
+    connection: bb8::PooledConnection<'pool, AsyncPgConnection>,
+    _turn: OwnedSemaphorePermit,
+}
+
+impl Deref for Lent<'_> {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.connection
+    }
+}
+
+impl DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.connection
+    }
+}
+
+/// How long a caller waits for a connection, its turn included, before it is told the
+/// database is unavailable.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl PgPool {
+    /// A connection, after every caller that asked before.
+    pub async fn get(&self) -> Result<Lent<'_>, bb8::RunError> {
+        self.in_turn(self.connections.get()).await
+    }
+
+    /// `get`, for a holder that cannot borrow the pool (a task run by fang).
+    pub async fn get_owned(&self) -> Result<Lent<'static>, bb8::RunError> {
+        self.in_turn(self.connections.get_owned()).await
+    }
+
+    /// Waits for this caller's turn, then for `connection`.
+    async fn in_turn<'pool>(
+        &self,
+        connection: impl Future<
+            Output = Result<bb8::PooledConnection<'pool, AsyncPgConnection>, bb8::RunError>,
+        >,
+    ) -> Result<Lent<'pool>, bb8::RunError> {
+        let lent = async {
+            let turn = Arc::clone(&self.turns)
+                .acquire_owned()
+                .await
+                .expect("the pool never closes its semaphore");
+            Ok(Lent {
+                connection: connection.await?,
+                _turn: turn,
+            })
+        };
+        tokio::time::timeout(CONNECTION_TIMEOUT, lent)
+            .await
+            .unwrap_or(Err(bb8::RunError::TimedOut))
+    }
+
+    /// Connections open and idle, for `/metrics`.
+    pub fn state(&self) -> bb8_redis::bb8::State {
+        self.connections.state()
+    }
+}
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -35,10 +117,13 @@ pub fn pool(database_url: &str, max_size: u32) -> PgPool {
         RecyclingMethod::CustomFunction(Box::new(|conn| Box::pin(async move { lendable(conn) })));
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
-    bb8::Pool::builder()
-        .max_size(max_size)
-        .connection_timeout(Duration::from_secs(5))
-        .build_unchecked(manager)
+    PgPool {
+        connections: bb8::Pool::builder()
+            .max_size(max_size)
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .build_unchecked(manager),
+        turns: Arc::new(Semaphore::new(max_size as usize)),
+    }
 }
 
 /// Whether a pooled connection may be lent, checked without a round trip: the default

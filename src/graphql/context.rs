@@ -3,11 +3,11 @@
 use std::{future::Future, net::IpAddr};
 
 use async_graphql::{Context, dataloader::DataLoader};
-use diesel_async::{AsyncPgConnection, pooled_connection::bb8::PooledConnection};
 
 use super::loaders::DbLoader;
 use crate::{
     auth::Claims,
+    db::Lent,
     error::{AppError, AppResult},
     state::AppState,
 };
@@ -33,8 +33,7 @@ pub trait ContextExt {
 
     fn loader(&self) -> &DataLoader<DbLoader>;
 
-    fn db(&self)
-    -> impl Future<Output = AppResult<PooledConnection<'_, AsyncPgConnection>>> + Send;
+    fn db(&self) -> impl Future<Output = AppResult<Lent<'_>>> + Send;
 }
 
 impl ContextExt for Context<'_> {
@@ -61,7 +60,7 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<DataLoader<DbLoader>>()
     }
 
-    async fn db(&self) -> AppResult<PooledConnection<'_, AsyncPgConnection>> {
+    async fn db(&self) -> AppResult<Lent<'_>> {
         Ok(self.state().db.get().await?)
     }
 }

@@ -2,13 +2,18 @@
 //! finds a connection and reports the outcome.
 
 use async_trait::async_trait;
-use diesel_async::{AsyncPgConnection, pooled_connection::bb8::PooledConnection};
 use fang::{AsyncQueueable, AsyncRunnable, FangError, Scheduled};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{CONFIRMATION_QUEUE, HOUSEKEEPING_QUEUE, MAX_ATTEMPTS, REMINDER_QUEUE};
-use crate::{db::PgPool, error::AppError, idempotency, live::Changes, mail};
+use crate::{
+    db::{Lent, PgPool},
+    error::AppError,
+    idempotency,
+    live::Changes,
+    mail,
+};
 
 /// What a running task needs of its worker.
 #[derive(Clone)]
@@ -30,7 +35,7 @@ fn context() -> Result<TaskContext, FangError> {
     })
 }
 
-async fn connection() -> Result<PooledConnection<'static, AsyncPgConnection>, FangError> {
+async fn connection() -> Result<Lent<'static>, FangError> {
     context()?
         .db
         .get_owned()

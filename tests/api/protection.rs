@@ -1,6 +1,7 @@
 //! The server protects itself: password attempts are rate-limited across processes (and
 //! per process while Redis is down), each request has a time budget, and past its
-//! in-flight limit the server sheds load at once.
+//! in-flight limit the server sheds load at once; under a crowd, connections are lent in the
+//! order callers asked.
 
 use std::time::{Duration, Instant};
 
@@ -222,4 +223,26 @@ async fn past_the_in_flight_limit_requests_are_shed_at_once() {
         assert_eq!(request.await.unwrap().unwrap(), 200);
     }
     assert_eq!(listing(&app).await.status(), 200);
+}
+
+/// Under a crowd, connections go to callers in the order they asked: a caller arriving just
+/// as a connection comes back must not take it from one already waiting (each such loss sent
+/// a waiter to the back of the queue, the tail of `spread`'s latency).
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_are_lent_in_the_order_callers_asked() {
+    let app = TestApp::spawn().await;
+    let pool = mini_compete::db::pool(&app.config.database_url, 1);
+    let held = pool.get().await.unwrap();
+
+    // Polled once, the first caller is queued.
+    let mut waiting = std::pin::pin!(pool.get());
+    assert!(futures_util::poll!(waiting.as_mut()).is_pending());
+
+    drop(held);
+    let late = std::pin::pin!(pool.get());
+    assert!(
+        futures_util::poll!(late).is_pending(),
+        "a caller arriving as the connection returned took it before the waiting one"
+    );
+    waiting.await.unwrap();
 }
