@@ -7,12 +7,14 @@
 //! its task does. A participant who already holds an active registration makes the INSERT
 //! violate `registrations_one_per_user`, which aborts the whole statement, seat included.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::{
     deserialize::FromSqlRow,
     expression::AsExpression,
     prelude::*,
-    sql_types::{Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -160,10 +162,14 @@ WITH room AS (
 )
 SELECT id, user_id FROM promoted";
 
-/// The 1-based place of a WAITLISTED registration (`$1` competition, `$2` its sequence).
-const WAITLIST_POSITION: &str = "
-SELECT count(*) AS n FROM registrations
- WHERE competition_id = $1 AND waitlist_seq IS NOT NULL AND waitlist_seq <= $2";
+/// The 1-based places of WAITLISTED registrations `$1`, of competitions `$2`, at sequences
+/// `$3` (the arrays side by side).
+const WAITLIST_PLACES: &str = "
+SELECT w.id,
+       (SELECT count(*) FROM registrations r
+         WHERE r.competition_id = w.competition_id AND r.waitlist_seq IS NOT NULL
+           AND r.waitlist_seq <= w.seq) AS place
+  FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS w (id, competition_id, seq)";
 
 /// Why a registration took no seat, read after the fact without any lock: the
 /// competition's state, whether the participant holds a seat, and the key's record.
@@ -467,27 +473,69 @@ pub async fn promote(
         .collect())
 }
 
-/// Where a WAITLISTED registration stands on its list (1 is next); None otherwise.
-pub async fn waitlist_position(
+/// Where each WAITLISTED one of `registrations` stands on its list (1 is next), by id, in
+/// one statement whatever their number (none when none is WAITLISTED).
+pub async fn waitlist_places(
     conn: &mut AsyncPgConnection,
-    registration: &Registration,
-) -> AppResult<Option<i64>> {
+    registrations: &[&Registration],
+) -> AppResult<HashMap<Uuid, i64>> {
     #[derive(QueryableByName)]
-    struct Position {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
+    struct Place {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+        #[diesel(sql_type = BigInt)]
+        place: i64,
     }
-    let (RegistrationStatus::Waitlisted, Some(seq)) =
-        (registration.status, registration.waitlist_seq)
-    else {
-        return Ok(None);
-    };
-    let position = prepared(WAITLIST_POSITION)
-        .bind::<SqlUuid, _>(registration.competition_id)
-        .bind::<diesel::sql_types::BigInt, _>(seq)
-        .get_result::<Position>(conn)
+    let waiting: Vec<(Uuid, Uuid, i64)> = registrations
+        .iter()
+        .filter_map(|registration| {
+            let seq = registration.waitlist_seq?;
+            Some((registration.id, registration.competition_id, seq))
+        })
+        .collect();
+    if waiting.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (ids, (competitions, seqs)): (Vec<Uuid>, (Vec<Uuid>, Vec<i64>)) = waiting
+        .into_iter()
+        .map(|(id, competition, seq)| (id, (competition, seq)))
+        .unzip();
+    let places: Vec<Place> = prepared(WAITLIST_PLACES)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<SqlUuid>, _>(competitions)
+        .bind::<Array<BigInt>, _>(seqs)
+        .load(conn)
         .await?;
-    Ok(Some(position.n))
+    Ok(places.into_iter().map(|row| (row.id, row.place)).collect())
+}
+
+/// The places of the WAITLISTED ones of `listing`, which holds every registration of its
+/// competitions (an organizer's listing), without a statement: a place is the rank by
+/// `waitlist_seq` among the competition's WAITLISTED registrations, which are all there.
+pub fn waitlist_places_in<'a>(
+    listing: impl IntoIterator<Item = &'a Registration>,
+) -> HashMap<Uuid, i64> {
+    let mut waiting: Vec<(Uuid, i64, Uuid)> = listing
+        .into_iter()
+        .filter_map(|registration| {
+            let seq = registration.waitlist_seq?;
+            Some((registration.competition_id, seq, registration.id))
+        })
+        .collect();
+    waiting.sort_unstable();
+    let mut places = HashMap::with_capacity(waiting.len());
+    let mut place = 0;
+    let mut list = None;
+    for (competition_id, _, id) in waiting {
+        place = if list == Some(competition_id) {
+            place + 1
+        } else {
+            1
+        };
+        list = Some(competition_id);
+        places.insert(id, place);
+    }
+    places
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> AppResult<Option<Registration>> {

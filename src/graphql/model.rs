@@ -249,12 +249,11 @@ impl CompetitionView {
         Self {
             competition,
             organizer: Some(organizer),
-            registrations: Some(
+            registrations: Some(RegistrationView::organizer_listing(
                 registrations
                     .into_iter()
-                    .map(|(registration, user)| RegistrationView::with_user(registration, user))
-                    .collect(),
-            ),
+                    .map(|(registration, user)| (registration, Some(user))),
+            )),
         }
     }
 }
@@ -349,21 +348,22 @@ impl CompetitionView {
         }
         let mut conn = ctx.db().await?;
         // Asked for their users: in the same statement rather than a batch more.
-        if ctx.look_ahead().field("user").exists() {
-            let found =
-                registrations::of_competition_with_users(&mut conn, caller, &self.competition)
-                    .await?;
-            return Ok(found
+        let listing = if ctx.look_ahead().field("user").exists() {
+            registrations::of_competition_with_users(&mut conn, caller, &self.competition)
+                .await?
                 .into_iter()
-                .map(|(registration, user)| {
-                    plain::Plain(Cow::Owned(RegistrationView::with_user(registration, user)))
-                })
-                .collect());
-        }
-        let found = registrations::of_competition(&mut conn, caller, &self.competition).await?;
-        Ok(found
+                .map(|(registration, user)| (registration, Some(user)))
+                .collect()
+        } else {
+            registrations::of_competition(&mut conn, caller, &self.competition)
+                .await?
+                .into_iter()
+                .map(|registration| (registration, None))
+                .collect::<Vec<_>>()
+        };
+        Ok(RegistrationView::organizer_listing(listing)
             .into_iter()
-            .map(|registration| plain::Plain(Cow::Owned(RegistrationView::from(registration))))
+            .map(|registration| plain::Plain(Cow::Owned(registration)))
             .collect())
     }
 }
@@ -375,6 +375,8 @@ pub struct RegistrationView {
     competition: Option<CompetitionView>,
     /// Its user, when read in the same statement.
     user: Option<User>,
+    /// Its place on the waiting list, when known from the listing it came in.
+    waitlist_place: Option<i64>,
 }
 
 impl From<Registration> for RegistrationView {
@@ -383,26 +385,51 @@ impl From<Registration> for RegistrationView {
             registration,
             competition: None,
             user: None,
+            waitlist_place: None,
         }
     }
 }
 
 impl RegistrationView {
-    /// With its user read in the same statement.
-    pub fn with_user(registration: Registration, user: User) -> Self {
-        Self {
-            registration,
-            competition: None,
-            user: Some(user),
-        }
+    /// An organizer's listing: every registration of its competitions (with their users
+    /// when read in the same statement), so the listing itself tells each WAITLISTED one's
+    /// place.
+    pub fn organizer_listing(
+        listing: impl IntoIterator<Item = (Registration, Option<User>)>,
+    ) -> Vec<Self> {
+        let listing: Vec<(Registration, Option<User>)> = listing.into_iter().collect();
+        let places = registrations::waitlist_places_in(listing.iter().map(|(read, _)| read));
+        listing
+            .into_iter()
+            .map(|(registration, user)| Self {
+                waitlist_place: places.get(&registration.id).copied(),
+                registration,
+                competition: None,
+                user,
+            })
+            .collect()
     }
 
-    /// With its competition (and organizer) read in the same statement.
-    pub fn with_competition(registration: Registration, competition: CompetitionView) -> Self {
+    /// With its competition (and organizer) read in the same statement, and its place on
+    /// the waiting list if known.
+    pub fn with_competition(
+        registration: Registration,
+        competition: CompetitionView,
+        waitlist_place: Option<i64>,
+    ) -> Self {
         Self {
             registration,
             competition: Some(competition),
             user: None,
+            waitlist_place,
+        }
+    }
+
+    /// With its place on the waiting list, if known.
+    pub fn with_waitlist_place(registration: Registration, waitlist_place: Option<i64>) -> Self {
+        Self {
+            waitlist_place,
+            ..Self::from(registration)
         }
     }
 }
@@ -418,11 +445,13 @@ impl PlainFields for RegistrationView {
             "createdAt" => instant(registration.created_at),
             "confirmedAt" => maybe_instant(registration.confirmed_at),
             "cancelledAt" => maybe_instant(registration.cancelled_at),
-            // Only a place on the waiting list needs a read.
-            "waitlistPosition"
-                if registration.status != registrations::RegistrationStatus::Waitlisted =>
-            {
-                Value::Null
+            // Only a place on the waiting list that its listing did not tell needs a read.
+            "waitlistPosition" => {
+                if registration.status != registrations::RegistrationStatus::Waitlisted {
+                    Value::Null
+                } else {
+                    self.waitlist_place?.into()
+                }
             }
             "competition" => plain::object(self.competition.as_ref()?, selection)?,
             "user" => plain::object(self.user.as_ref()?, selection)?,
@@ -454,8 +483,12 @@ impl RegistrationView {
         if self.registration.status != registrations::RegistrationStatus::Waitlisted {
             return Ok(None);
         }
+        if let Some(place) = self.waitlist_place {
+            return Ok(Some(place));
+        }
         let mut conn = ctx.db().await?;
-        Ok(registrations::waitlist_position(&mut conn, &self.registration).await?)
+        let places = registrations::waitlist_places(&mut conn, &[&self.registration]).await?;
+        Ok(places.get(&self.registration.id).copied())
     }
     async fn competition(&self, ctx: &Context<'_>) -> async_graphql::Result<CompetitionView> {
         if let Some(competition) = &self.competition {
@@ -563,9 +596,13 @@ impl CompetitionConnection {
     pub fn attach_registrations(&mut self, competitions: &[Uuid], read: Vec<(Registration, User)>) {
         let mut by_competition: HashMap<Uuid, Vec<RegistrationView>> =
             competitions.iter().map(|id| (*id, Vec::new())).collect();
-        for (registration, user) in read {
-            if let Some(registrations) = by_competition.get_mut(&registration.competition_id) {
-                registrations.push(RegistrationView::with_user(registration, user));
+        let listing = read
+            .into_iter()
+            .map(|(registration, user)| (registration, Some(user)));
+        for registration in RegistrationView::organizer_listing(listing) {
+            let competition_id = registration.registration.competition_id;
+            if let Some(registrations) = by_competition.get_mut(&competition_id) {
+                registrations.push(registration);
             }
         }
         for edge in &mut self.edges {

@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use async_graphql::{Context, ID, Object};
 
 use super::{
@@ -8,7 +10,9 @@ use super::{
 use crate::{
     competitions::{self, Cursor, Filter},
     error::AppError,
-    mail, registrations, users, validation,
+    mail,
+    registrations::{self, Registration},
+    users, validation,
 };
 
 pub struct Query;
@@ -32,23 +36,44 @@ impl Query {
     ) -> async_graphql::Result<Vec<Plain<RegistrationView>>> {
         let caller = ctx.caller()?;
         let mut conn = ctx.db().await?;
+        let look_ahead = ctx.look_ahead();
         // Asked for their competitions: all in one statement rather than a batch more.
-        if ctx.look_ahead().field("competition").exists() {
-            let found = registrations::of_user_with_competitions(&mut conn, caller.sub).await?;
-            return Ok(found
-                .into_iter()
-                .map(|(registration, competition, organizer)| {
-                    Plain(RegistrationView::with_competition(
-                        registration,
-                        CompetitionView::with_organizer(competition, organizer),
-                    ))
-                })
-                .collect());
-        }
-        let found = registrations::of_user(&mut conn, caller.sub).await?;
-        Ok(found
+        let listing: Vec<(Registration, Option<CompetitionView>)> =
+            if look_ahead.field("competition").exists() {
+                registrations::of_user_with_competitions(&mut conn, caller.sub)
+                    .await?
+                    .into_iter()
+                    .map(|(registration, competition, organizer)| {
+                        let competition = CompetitionView::with_organizer(competition, organizer);
+                        (registration, Some(competition))
+                    })
+                    .collect()
+            } else {
+                registrations::of_user(&mut conn, caller.sub)
+                    .await?
+                    .into_iter()
+                    .map(|registration| (registration, None))
+                    .collect()
+            };
+        // Asked for places on waiting lists: those of all of them in one statement more
+        // (each is on another competition's list), only if one is WAITLISTED.
+        let places = if look_ahead.field("waitlistPosition").exists() {
+            let read: Vec<&Registration> = listing.iter().map(|(read, _)| read).collect();
+            registrations::waitlist_places(&mut conn, &read).await?
+        } else {
+            HashMap::new()
+        };
+        Ok(listing
             .into_iter()
-            .map(|registration| Plain(RegistrationView::from(registration)))
+            .map(|(registration, competition)| {
+                let place = places.get(&registration.id).copied();
+                Plain(match competition {
+                    Some(competition) => {
+                        RegistrationView::with_competition(registration, competition, place)
+                    }
+                    None => RegistrationView::with_waitlist_place(registration, place),
+                })
+            })
             .collect())
     }
 

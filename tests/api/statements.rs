@@ -250,6 +250,131 @@ async fn each_read_shape_costs_the_statements_it_should() {
     }
 }
 
+/// Places on waiting lists cost no statement per WAITLISTED row: an organizer's listing
+/// holds the whole list, so it tells each place itself; a participant's places (each on
+/// another competition's list) are read together, in one statement more.
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_list_places_cost_no_statement_per_row() {
+    count_every_connection();
+    let app = TestApp::spawn_without_workers().await;
+    let organizer = app.signup("ORGANIZER").await;
+    let people = app.bulk_participants(4).await;
+    let mut competitions = Vec::new();
+    for _ in 0..3 {
+        competitions.push(
+            app.new_competition(&organizer, json!({ "capacity": 1 }))
+                .await,
+        );
+    }
+    // Everyone queues behind the first, in order, on the first competition; the last one
+    // also on the other two, behind the first there.
+    let join = "mutation($id: ID!, $key: String) {
+        register(competitionId: $id, idempotencyKey: $key, waitlist: true) { id } }";
+    for (n, person) in people.iter().enumerate() {
+        query(
+            &app,
+            Some(person),
+            join,
+            json!({ "id": competitions[0], "key": "a" }),
+        )
+        .await;
+        if n == 0 || n == 3 {
+            for (m, competition) in competitions[1..].iter().enumerate() {
+                let key = format!("b{m}");
+                query(
+                    &app,
+                    Some(person),
+                    join,
+                    json!({ "id": competition, "key": key }),
+                )
+                .await;
+            }
+        }
+    }
+    // Warm, as in the test above.
+    for who in [&organizer, &people[3]] {
+        query(&app, Some(who), "{ me { id } }", json!({})).await;
+    }
+
+    let organizer_shapes = [
+        (
+            "query($id: ID!) { competition(id: $id) { registrations { waitlistPosition user { id } } } }",
+            1,
+        ),
+        (
+            "query($id: ID!) { competition(id: $id) { registrations { waitlistPosition } } }",
+            1,
+        ),
+        (
+            "{ competitions { edges { node { id registrations { waitlistPosition user { id } } } } } }",
+            2,
+        ),
+    ];
+    let expected_places = json!([3, 2, 1, null]);
+    for (document, statements) in organizer_shapes {
+        let (body, sent) = statements_of(
+            &app,
+            query(
+                &app,
+                Some(&organizer),
+                document,
+                json!({ "id": competitions[0] }),
+            ),
+        )
+        .await;
+        assert_eq!(sent.len(), statements, "{document}: sent {sent:#?}");
+        let listings: Vec<&Value> = match &body["data"] {
+            data if data["competition"].is_object() => vec![&data["competition"]],
+            data if data["competitions"].is_object() => data["competitions"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|edge| &edge["node"])
+                .filter(|node| node["id"] == competitions[0].as_str())
+                .collect(),
+            _ => panic!("{document}: {body}"),
+        };
+        for listing in listings {
+            let places: Vec<&Value> = listing["registrations"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{body}"))
+                .iter()
+                .map(|registration| &registration["waitlistPosition"])
+                .collect();
+            assert_eq!(json!(places), expected_places, "{document}: {body}");
+        }
+    }
+
+    let (body, sent) = statements_of(
+        &app,
+        query(
+            &app,
+            Some(&people[3]),
+            "{ myRegistrations { waitlistPosition competition { id } } }",
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(sent.len(), 2, "{body}: sent {sent:#?}");
+    let mut places: Vec<(String, i64)> = body["data"]["myRegistrations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|mine| {
+            let competition = mine["competition"]["id"].as_str().unwrap().to_owned();
+            (competition, mine["waitlistPosition"].as_i64().unwrap())
+        })
+        .collect();
+    places.sort();
+    let mut expected: Vec<(String, i64)> = vec![
+        (competitions[0].clone(), 3),
+        (competitions[1].clone(), 1),
+        (competitions[2].clone(), 1),
+    ];
+    expected.sort();
+    assert_eq!(places, expected, "{body}");
+}
+
 /// Confirming a registration changes its status: no index may cover `status` (in its
 /// columns or its predicate), or every confirmation writes each index of the table again
 /// instead of being a HOT update.
