@@ -1,6 +1,7 @@
 //! Live updates over graphql-ws, with the protocol's reference client (graphql-ws, run by
 //! Node): changes made through one server process, or by a worker process, reach
-//! subscribers of another; authentication, limits, completion and shutdown.
+//! subscribers of another; authentication, limits, completion, shutdown, and a client that
+//! stops reading its socket.
 
 use std::{
     path::Path,
@@ -8,10 +9,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
     process::{Child, ChildStdout, Command},
+};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
 };
 
 use crate::helpers::{Account, TestApp, test_config};
@@ -376,4 +382,114 @@ async fn sigterm_closes_every_socket_with_going_away() {
     mini_compete::db::drop_database(&config.database_url)
         .await
         .unwrap();
+}
+
+/// A WebSocket of the graphql-transport-ws protocol, initialised with `token`: `Ok` once
+/// acknowledged, `Err(code)` when the server closed it instead.
+async fn open_socket(
+    app: &TestApp,
+    token: &str,
+    stream: tokio::net::TcpStream,
+) -> Result<WebSocketStream<tokio::net::TcpStream>, u16> {
+    let mut request = format!("ws://{}/graphql/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } });
+    socket.send(Message::text(init.to_string())).await.unwrap();
+    let answer = tokio::time::timeout(WAIT, socket.next())
+        .await
+        .expect("the server answered connection_init in time");
+    match answer {
+        Some(Ok(Message::Text(text))) if text.contains("connection_ack") => Ok(socket),
+        Some(Ok(Message::Close(Some(frame)))) => Err(u16::from(frame.code)),
+        other => panic!("neither an ack nor a close: {other:?}"),
+    }
+}
+
+/// A client that stops reading its socket is let go by the server once a message has
+/// waited too long for it (the server does not buffer for it, nor hold the socket): with
+/// one socket allowed per user, a second one is refused while the silent one is held, and
+/// accepted once the server dropped it, though that client never closed it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_socket_whose_client_stops_reading_is_dropped_by_the_server() {
+    let mut config = test_config();
+    config.live.max_connections_per_user = 1;
+    let app = TestApp::spawn_with(config).await;
+    let organizer = app.signup("ORGANIZER").await;
+    // Large messages, so the socket's buffers fill in moments.
+    let competition = app
+        .new_competition(
+            &organizer,
+            json!({ "title": "Silent Cup", "description": "x".repeat(5_000) }),
+        )
+        .await;
+
+    // A client with a small receive buffer, which subscribes as often as it may and then
+    // never reads again.
+    let small = tokio::net::TcpSocket::new_v4().unwrap();
+    small.set_recv_buffer_size(4 * 1024).unwrap();
+    let stream = small.connect(app.addr).await.unwrap();
+    let mut silent = open_socket(&app, &organizer.token, stream)
+        .await
+        .expect("the first socket is accepted");
+    for n in 0..mini_compete::graphql::ws::DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION {
+        let subscribe = json!({
+            "id": n.to_string(),
+            "type": "subscribe",
+            "payload": {
+                "query": "subscription($id: ID!) { competitionChanged(id: $id) { title description } }",
+                "variables": { "id": competition },
+            },
+        });
+        silent
+            .send(Message::text(subscribe.to_string()))
+            .await
+            .unwrap();
+    }
+    let second = || async {
+        let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        open_socket(&app, &organizer.token, stream).await
+    };
+    assert_eq!(
+        second().await.err(),
+        Some(4429),
+        "one socket per user while the silent one is held"
+    );
+
+    // Changes keep coming (each refreshes all twenty subscriptions) until the server has
+    // let the silent socket go.
+    let update = "mutation($id: ID!, $title: String!) {
+        updateCompetition(id: $id, input: { title: $title }) { id } }";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut change = 0;
+    loop {
+        for _ in 0..10 {
+            change += 1;
+            let title = format!("Silent Cup {change}");
+            let body = app
+                .gql_as(
+                    Some(&organizer.token),
+                    update,
+                    json!({ "id": competition, "title": title }),
+                )
+                .await;
+            assert!(body["errors"].is_null(), "{body}");
+        }
+        match second().await {
+            Ok(_) => break,
+            Err(code) => assert_eq!(code, 4429),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server still holds a socket whose client stopped reading"
+        );
+    }
+    drop(silent);
 }
