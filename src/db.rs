@@ -3,7 +3,10 @@
 use std::{
     marker::PhantomData,
     ops::{Deref, DerefMut},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -38,6 +41,19 @@ use url::Url;
 pub struct PgPool {
     connections: bb8::Pool<AsyncPgConnection>,
     turns: Arc<Semaphore>,
+    /// Callers that waited for their turn, and that gave up: bb8 no longer sees them wait.
+    waited: Arc<AtomicU64>,
+    timed_out: Arc<AtomicU64>,
+}
+
+/// The pool as `/metrics` reports it.
+pub struct PoolState {
+    pub connections: u32,
+    pub idle_connections: u32,
+    /// Callers that waited for a connection (their turn, or one being opened).
+    pub waited: u64,
+    /// Callers that gave up waiting.
+    pub timed_out: u64,
 }
 
 /// A connection on loan; fields drop in order, so the connection is back in the pool before
@@ -84,23 +100,38 @@ impl PgPool {
         >,
     ) -> Result<Lent<'pool>, bb8::RunError> {
         let lent = async {
-            let turn = Arc::clone(&self.turns)
-                .acquire_owned()
-                .await
-                .expect("the pool never closes its semaphore");
+            let turn = match Arc::clone(&self.turns).try_acquire_owned() {
+                Ok(turn) => turn,
+                Err(_) => {
+                    self.waited.fetch_add(1, Ordering::Relaxed);
+                    Arc::clone(&self.turns)
+                        .acquire_owned()
+                        .await
+                        .expect("the pool never closes its semaphore")
+                }
+            };
             Ok(Lent {
                 connection: connection.await?,
                 _turn: turn,
             })
         };
-        tokio::time::timeout(CONNECTION_TIMEOUT, lent)
-            .await
-            .unwrap_or(Err(bb8::RunError::TimedOut))
+        let lent = tokio::time::timeout(CONNECTION_TIMEOUT, lent).await;
+        lent.unwrap_or_else(|_| {
+            self.timed_out.fetch_add(1, Ordering::Relaxed);
+            Err(bb8::RunError::TimedOut)
+        })
     }
 
-    /// Connections open and idle, for `/metrics`.
-    pub fn state(&self) -> bb8_redis::bb8::State {
-        self.connections.state()
+    /// Connections open and idle, and callers that waited, for `/metrics`.
+    pub fn state(&self) -> PoolState {
+        let state = self.connections.state();
+        PoolState {
+            connections: state.connections,
+            idle_connections: state.idle_connections,
+            // A caller with its turn waits in bb8 only while a connection is being opened.
+            waited: AtomicU64::load(&self.waited, Ordering::Relaxed) + state.statistics.get_waited,
+            timed_out: AtomicU64::load(&self.timed_out, Ordering::Relaxed),
+        }
     }
 }
 
@@ -123,6 +154,8 @@ pub fn pool(database_url: &str, max_size: u32) -> PgPool {
             .connection_timeout(CONNECTION_TIMEOUT)
             .build_unchecked(manager),
         turns: Arc::new(Semaphore::new(max_size as usize)),
+        waited: Arc::default(),
+        timed_out: Arc::default(),
     }
 }
 

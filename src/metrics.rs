@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    db::{PgPool, prepared},
+    db::{PgPool, PoolState, prepared},
     redis::RedisPool,
     state::AppState,
 };
@@ -271,7 +271,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub async fn scrape(State(sources): State<Sources>) -> Response {
     pools("postgres", sources.db.state());
     if let Some(redis) = &sources.redis {
-        pools("redis", redis.state());
+        pools("redis", redis.state().into());
     }
     if let Ok(Err(error)) = tokio::time::timeout(QUEUE_READ_TIMEOUT, queue(&sources.db)).await {
         tracing::debug!(%error, "cannot read the queue's depth for /metrics");
@@ -286,13 +286,24 @@ pub async fn scrape(State(sources): State<Sources>) -> Response {
         .into_response()
 }
 
-fn pools(pool: &'static str, state: bb8::State) {
+fn pools(pool: &'static str, state: PoolState) {
     let idle = state.idle_connections;
     let in_use = state.connections.saturating_sub(idle);
     gauge!("pool_connections", "pool" => pool, "state" => "in_use").set(f64::from(in_use));
     gauge!("pool_connections", "pool" => pool, "state" => "idle").set(f64::from(idle));
-    counter!("pool_waits_total", "pool" => pool).absolute(state.statistics.get_waited);
-    counter!("pool_timeouts_total", "pool" => pool).absolute(state.statistics.get_timed_out);
+    counter!("pool_waits_total", "pool" => pool).absolute(state.waited);
+    counter!("pool_timeouts_total", "pool" => pool).absolute(state.timed_out);
+}
+
+impl From<bb8::State> for PoolState {
+    fn from(state: bb8::State) -> Self {
+        Self {
+            connections: state.connections,
+            idle_connections: state.idle_connections,
+            waited: state.statistics.get_waited,
+            timed_out: state.statistics.get_timed_out,
+        }
+    }
 }
 
 #[derive(diesel::QueryableByName)]
