@@ -251,3 +251,26 @@ async fn connections_are_lent_in_the_order_callers_asked() {
     assert_eq!(pool.state().waited, 3);
     assert_eq!(pool.state().timed_out, 0);
 }
+
+/// A caller whose turn does not come within the pool's time-out is told so (the server
+/// answers `SERVICE_UNAVAILABLE` for it) and counted in `pool_timeouts_total`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_whose_turn_does_not_come_gives_up_and_is_counted() {
+    let app = TestApp::spawn().await;
+    let pool = mini_compete::db::pool(&app.config.database_url, 1);
+    let held = pool.get().await.unwrap();
+    let waited = pool
+        .get()
+        .await
+        .err()
+        .expect("no connection for the second caller");
+    assert!(
+        matches!(waited, bb8_redis::bb8::RunError::TimedOut),
+        "{waited:?}"
+    );
+    assert_eq!(pool.state().timed_out, 1);
+    drop(held);
+    pool.get()
+        .await
+        .expect("lent again once the connection is back");
+}
