@@ -486,20 +486,17 @@ pub async fn waitlist_places(
         #[diesel(sql_type = BigInt)]
         place: i64,
     }
-    let waiting: Vec<(Uuid, Uuid, i64)> = registrations
-        .iter()
-        .filter_map(|registration| {
-            let seq = registration.waitlist_seq?;
-            Some((registration.id, registration.competition_id, seq))
-        })
-        .collect();
-    if waiting.is_empty() {
+    let (mut ids, mut competitions, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+    for registration in registrations {
+        if let Some(seq) = registration.waitlist_seq {
+            ids.push(registration.id);
+            competitions.push(registration.competition_id);
+            seqs.push(seq);
+        }
+    }
+    if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let (ids, (competitions, seqs)): (Vec<Uuid>, (Vec<Uuid>, Vec<i64>)) = waiting
-        .into_iter()
-        .map(|(id, competition, seq)| (id, (competition, seq)))
-        .unzip();
     let places: Vec<Place> = prepared(WAITLIST_PLACES)
         .bind::<Array<SqlUuid>, _>(ids)
         .bind::<Array<SqlUuid>, _>(competitions)
