@@ -510,3 +510,68 @@ async fn a_registration_costs_redis_two_commands() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// What Redis says about its connections: the client list, and how many it ever accepted.
+async fn redis_connections(
+    conn: &mut bb8_redis::redis::aio::MultiplexedConnection,
+) -> (String, u64) {
+    let clients: String = bb8_redis::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let stats: String = bb8_redis::redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let accepted = stats
+        .lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{stats}"));
+    (clients, accepted)
+}
+
+/// Requests share one Redis connection, whose commands leave together, rather than a
+/// connection each: 32 registrations at once open no connection to Redis, and leave it with
+/// one client beside the test's.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_registrations_share_one_redis_connection() {
+    const AT_ONCE: usize = 32;
+    let redis = TestRedis::start().await;
+    let mut config = test_config();
+    config.jobs.worker_concurrency = 0;
+    config.redis_url = redis.url();
+    let app = TestApp::spawn_with(config).await;
+    // Signing up goes through Redis's rate limits: the server is connected from here on.
+    let organizer = app.signup("ORGANIZER").await;
+    let competition = app
+        .new_competition(&organizer, json!({ "capacity": 100 }))
+        .await;
+    let participants = app.bulk_participants(AT_ONCE).await;
+    let client = bb8_redis::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (_, accepted_before) = redis_connections(&mut conn).await;
+
+    let register = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id } }";
+    futures_util::future::join_all(participants.iter().enumerate().map(|(index, who)| {
+        query(
+            &app,
+            Some(who),
+            register,
+            json!({ "id": competition, "key": format!("key-{index}") }),
+        )
+    }))
+    .await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM registrations").await,
+        AT_ONCE as i64
+    );
+    let (clients, accepted_after) = redis_connections(&mut conn).await;
+    assert_eq!(
+        accepted_after, accepted_before,
+        "connections opened meanwhile"
+    );
+    assert_eq!(clients.lines().count(), 2, "{clients}");
+}
