@@ -54,16 +54,15 @@ pub struct Mail {
     pub sent_at: DateTime<Utc>,
 }
 
-/// Confirms registrations (`$1` ids, `$2` their activations, `$3` whether a seat came from
-/// the waiting list) unless cancelled (or cancelled and made again: a newer activation has
-/// its own task), and mails each participant once per activation, CONFIRMATION or PROMOTED; the mailbox rows and the status changes commit together, or not at all.
-/// A worker confirms a whole claimed batch with it, in one statement and one commit: under
-/// load, that is what lets confirmations keep pace with registrations.
-const CONFIRM_MANY: &str = r#"
-WITH wanted AS (
-    SELECT * FROM unnest($1::uuid[], $2::integer[], $3::boolean[])
-                  AS w (registration_id, activation, promoted)
-), confirmed AS (
+/// Confirms the registrations of a CTE `wanted (registration_id, activation, promoted)`
+/// unless cancelled (or cancelled and made again: a newer activation has its own task), and
+/// mails each participant once per activation, CONFIRMATION or PROMOTED; the CTE `confirmed`
+/// answers `id, user_id, activation` of those confirmed. The mailbox rows and the status
+/// changes commit together, or not at all. A macro, so that a statement that finds its
+/// `wanted` elsewhere (the worker's claim) can be composed with `concat!`.
+macro_rules! confirm_wanted {
+    () => {
+        r#"confirmed AS (
     UPDATE registrations r
        SET status = 'CONFIRMED', confirmed_at = coalesce(r.confirmed_at, now())
       FROM wanted w
@@ -85,8 +84,24 @@ SELECT u.id, r.id, CASE WHEN r.promoted THEN 'PROMOTED' ELSE 'CONFIRMATION' END,
   JOIN users u ON u.id = r.user_id
   JOIN competitions c ON c.id = r.competition_id
 ON CONFLICT (registration_id, kind, activation) DO NOTHING
-)
-SELECT id, user_id FROM confirmed"#;
+)"#
+    };
+}
+pub(crate) use confirm_wanted;
+
+/// Confirms registrations `$1` (their activations `$2`, and whether each seat came from
+/// the waiting list `$3`), as `confirm_wanted` says. A worker confirms a batch of tasks that
+/// needed a second attempt with it, in one statement and one commit.
+const CONFIRM_MANY: &str = concat!(
+    "
+WITH wanted AS (
+    SELECT * FROM unnest($1::uuid[], $2::integer[], $3::boolean[])
+                  AS w (registration_id, activation, promoted)
+), ",
+    confirm_wanted!(),
+    "
+SELECT id, user_id FROM confirmed"
+);
 
 const LOCK_DUE_WAITLISTS: &str = "
 SELECT id FROM competitions WHERE reg_deadline <= now() AND waitlist_count > 0

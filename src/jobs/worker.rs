@@ -2,10 +2,13 @@
 //! exponential backoff, records the last failure in `failed_jobs`, rescues tasks of dead
 //! workers and drains on shutdown.
 //!
-//! Claiming is one statement (`UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`), so
+//! Claiming is one statement (`SELECT … FOR UPDATE SKIP LOCKED` feeding an `UPDATE`), so
 //! two live workers never take the same task. Under load it takes tasks in batches (once
 //! half the slots are free) and deletes the tasks finished since the last claim in the same
-//! statement, so Postgres sees well under one queue statement per task besides its effect.
+//! statement. The first attempt of a confirmation, nearly all the work, is done by the
+//! claiming statement itself (set-based, then the task deleted); a confirmation that failed
+//! once is claimed and run like any other task, alone if it fails in a batch. So Postgres
+//! sees well under one queue statement per task besides its effect.
 //! Idle workers sleep until a `NOTIFY` on `WAKE_CHANNEL` (sent by `Waker`) or the poll
 //! interval, whichever comes first.
 //!
@@ -20,14 +23,14 @@
 use std::{
     collections::HashSet,
     pin::pin,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
     time::Duration,
 };
 
 use anyhow::Context;
 use diesel::{
     QueryableByName, sql_query,
-    sql_types::{Array, BigInt, Integer, Jsonb, Text, Uuid as SqlUuid},
+    sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use fang::{AsyncQueue, AsyncQueueable, AsyncRunnable, FangError, Scheduled};
@@ -41,15 +44,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    CONFIRMATION_TASK, ConfirmRegistration, HOUSEKEEPING_QUEUE, MAX_ATTEMPTS, PruneIdempotencyKeys,
-    QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL,
+    CONFIRMATION_QUEUE, CONFIRMATION_TASK, ConfirmRegistration, HOUSEKEEPING_QUEUE, MAX_ATTEMPTS,
+    PruneIdempotencyKeys, QUEUES, REMINDER_QUEUE, SendReminders, WAKE_CHANNEL,
     tasks::{TASK, TaskContext, UNAVAILABLE},
 };
 use crate::{
     config::JobsConfig,
     db::{PgPool, prepared},
     error::AppError,
-    live::Changes,
+    live::{Change, Changes},
     mail, metrics,
 };
 
@@ -185,20 +188,120 @@ struct ClaimedTask {
 }
 
 /// Deletes the finished tasks `$3` (fang's `RemoveFinished` retention: the effect is the
-/// record) and takes up to `$2` due tasks of the types `$1`, oldest due first, atomically.
-/// One statement and one commit for both, instead of one per finished task.
-const CLAIM: &str = "
+/// record) and takes up to `$2` due tasks of the types `$1`, oldest due first, atomically:
+/// one statement and one commit, instead of one per finished task.
+///
+/// The first attempts of confirmation tasks (`$4` task type, `$5` metadata type; no type
+/// matches `''`) are not claimed but done here and deleted: their registrations confirmed
+/// and mailed (`mail::confirm_wanted`), in the same statement and commit. That spares each
+/// of them the `in_progress` write, and each batch a round trip and a commit of its own;
+/// a worker that dies meanwhile rolls it all back, leaving the tasks due. The other tasks
+/// are set `in_progress` and answered (`confirmed` false); each confirmation done answers
+/// when it was queued and the registration it confirmed (none when it was cancelled).
+/// `wanted` reads the task's JSON as `ConfirmRegistration`'s serde does, defaults included;
+/// should a row not read, the statement fails, and the worker claims once without
+/// confirming, so that the task fails alone.
+const CLAIM: &str = concat!(
+    "
 WITH finished AS (
     DELETE FROM fang_tasks WHERE id = ANY($3)
-)
-UPDATE fang_tasks SET state = 'in_progress', updated_at = now()
- WHERE id IN (
-       SELECT id FROM fang_tasks
-        WHERE state IN ('new', 'retried') AND scheduled_at <= now() AND task_type = ANY($1)
-        ORDER BY scheduled_at
-        LIMIT $2
-          FOR UPDATE SKIP LOCKED)
-RETURNING id, created_at, metadata, retries";
+), due AS (
+    SELECT id, state = 'new' AND task_type = $4 AND metadata->>'type' = $5 AS confirm_now
+      FROM fang_tasks
+     WHERE state IN ('new', 'retried') AND scheduled_at <= now() AND task_type = ANY($1)
+     ORDER BY scheduled_at
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE fang_tasks t SET state = 'in_progress', updated_at = now()
+      FROM due
+     WHERE t.id = due.id AND NOT due.confirm_now
+    RETURNING t.id, t.created_at, t.metadata, t.retries
+), taken AS (
+    DELETE FROM fang_tasks t
+     USING due
+     WHERE t.id = due.id AND due.confirm_now
+    RETURNING t.created_at, t.metadata
+), wanted AS (
+    SELECT (metadata->>'registration_id')::uuid AS registration_id,
+           coalesce((metadata->>'activation')::integer, 1) AS activation,
+           coalesce((metadata->>'promoted')::boolean, false) AS promoted,
+           created_at
+      FROM taken
+), ",
+    mail::confirm_wanted!(),
+    "
+SELECT false AS confirmed, id, created_at, metadata, retries,
+       NULL::uuid AS registration_id, NULL::uuid AS user_id
+  FROM claimed
+UNION ALL
+SELECT true, NULL, w.created_at, NULL, NULL, c.id, c.user_id
+  FROM wanted w
+  LEFT JOIN confirmed c ON c.id = w.registration_id AND c.activation = w.activation"
+);
+
+/// A row of `CLAIM`.
+#[derive(QueryableByName)]
+struct ClaimedOrConfirmed {
+    #[diesel(sql_type = Bool)]
+    confirmed: bool,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    id: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    metadata: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    retries: Option<i32>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    registration_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    user_id: Option<Uuid>,
+}
+
+/// What a claim brought: tasks to run, and confirmations it already did.
+#[derive(Default)]
+struct Claimed {
+    tasks: Vec<ClaimedTask>,
+    /// When each confirmation done by the claim was queued.
+    confirmed_queued_at: Vec<chrono::DateTime<chrono::Utc>>,
+    /// What those confirmations changed, to publish.
+    changes: Vec<Change>,
+}
+
+impl Claimed {
+    fn len(&self) -> usize {
+        self.tasks.len() + self.confirmed_queued_at.len()
+    }
+}
+
+impl FromIterator<ClaimedOrConfirmed> for Claimed {
+    fn from_iter<I: IntoIterator<Item = ClaimedOrConfirmed>>(rows: I) -> Self {
+        let mut claimed = Self::default();
+        for row in rows {
+            if row.confirmed {
+                claimed.confirmed_queued_at.push(row.created_at);
+                if let (Some(registration_id), Some(user_id)) = (row.registration_id, row.user_id) {
+                    claimed.changes.push(Change::Registration {
+                        user_id,
+                        registration_id,
+                    });
+                }
+            } else if let (Some(id), Some(metadata), Some(retries)) =
+                (row.id, row.metadata, row.retries)
+            {
+                // A claimed task's row always has these (they are its columns).
+                claimed.tasks.push(ClaimedTask {
+                    id,
+                    created_at: row.created_at,
+                    metadata,
+                    retries,
+                });
+            }
+        }
+        claimed
+    }
+}
 
 /// Deals with tasks that a dead worker left `in_progress`, their lease older than `$1` s: the
 /// stalled attempt counts as failed, so it is retried, or dead-lettered if it was attempt
@@ -284,6 +387,8 @@ struct Worker {
     /// When this process last failed to reach Postgres: a rescuer that was cut off itself
     /// waits a lease before rescuing.
     last_cut_off: Mutex<Option<Instant>>,
+    /// When work still running at shutdown is given up: set when shutdown is first seen.
+    drain_by: OnceLock<Instant>,
 }
 
 /// The cron tasks every worker keeps scheduled, one pending task each.
@@ -325,6 +430,7 @@ impl Worker {
             shutdown,
             held: Mutex::default(),
             last_cut_off: Mutex::default(),
+            drain_by: OnceLock::new(),
         };
         worker.schedule_cron_tasks().await?;
         Ok(worker)
@@ -410,6 +516,7 @@ impl Worker {
         // Succeeded, still `in_progress`: deleted by the next claim (or rescued and run
         // again, harmlessly, if this process dies first).
         let mut finished = Vec::new();
+        let mut claim_plainly = false;
         while !self.shutdown.is_cancelled() {
             while let Some(outcome) = running.try_join_next() {
                 finished.extend(succeeded(outcome));
@@ -423,15 +530,30 @@ impl Worker {
             let gathering = Instant::now() < claim_after;
             if !saturated && !gathering {
                 let limit = free * CONFIRMATION_BATCH;
-                match self.claim(limit, &finished).await {
-                    Ok(tasks) => {
+                let claiming = self.claim(limit, &finished, !claim_plainly);
+                // A claim that confirms is running work too: at shutdown it may finish
+                // within the drain's time.
+                let Some(claimed) = self.unless_past_drain(claiming).await else {
+                    tracing::warn!(
+                        "a claim still running at the drain deadline; its tasks stay due"
+                    );
+                    break;
+                };
+                // After a failure of the statement that confirms, one plain claim sends each
+                // task its own way, so that a task that cannot be done fails alone.
+                claim_plainly = !claim_plainly && claimed.is_err();
+                match claimed {
+                    Ok(claimed) => {
                         self.let_go(&finished);
                         finished.clear();
-                        // A full claim means more may be due: claim again when slots free.
-                        saturated = tasks.len() == limit;
-                        if !tasks.is_empty() && !saturated {
-                            claim_after = Instant::now() + GATHER;
-                        }
+                        let found = claimed.len();
+                        let full = found == limit;
+                        let Claimed {
+                            tasks,
+                            confirmed_queued_at,
+                            changes,
+                        } = claimed;
+                        self.confirmed_in_claim(&confirmed_queued_at, changes);
                         let (confirmations, others) = batches(tasks);
                         let confirming = confirmations.iter().flatten().map(|(task, _)| task.id);
                         for id in others.iter().map(|task| task.id).chain(confirming) {
@@ -445,6 +567,16 @@ impl Worker {
                             running.spawn(async move {
                                 worker.execute(task).await.into_iter().collect()
                             });
+                        }
+                        if full {
+                            // More may be due: claim again as soon as half the slots are free,
+                            // which they still are when the claim did the work itself.
+                            saturated = concurrency - running.len() < claim_at;
+                            if !saturated {
+                                continue;
+                            }
+                        } else if found > 0 {
+                            claim_after = Instant::now() + GATHER;
                         }
                     }
                     Err(error) => tracing::warn!(%error, "cannot claim tasks"),
@@ -466,14 +598,15 @@ impl Worker {
 
     async fn drain(&self, mut running: JoinSet<Vec<Uuid>>, mut finished: Vec<Uuid>) {
         if !running.is_empty() {
-            tracing::info!(running = running.len(), "letting running tasks finish");
-            let drain = Duration::from_secs(self.settings.job_drain_secs);
             let all_done = async {
                 while let Some(outcome) = running.join_next().await {
                     finished.extend(succeeded(outcome));
                 }
             };
-            if tokio::time::timeout(drain, all_done).await.is_err() {
+            if tokio::time::timeout_at(self.drain_deadline(), all_done)
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     "tasks still running at the drain deadline; they will be rescued as stalled"
                 );
@@ -482,28 +615,76 @@ impl Worker {
         if finished.is_empty() {
             return;
         }
-        if let Err(error) = self.claim(0, &finished).await {
+        if let Err(error) = self.claim(0, &finished, false).await {
             tracing::error!(%error, "cannot delete finished tasks; they will run again");
         }
     }
 
-    /// Deletes `finished` and claims up to `limit` due tasks.
-    async fn claim(&self, limit: usize, finished: &[Uuid]) -> anyhow::Result<Vec<ClaimedTask>> {
+    /// When work still running at shutdown is given up (`JOB_DRAIN_SECS` after shutdown was
+    /// first seen).
+    fn drain_deadline(&self) -> Instant {
+        *self.drain_by.get_or_init(|| {
+            tracing::info!("letting running tasks finish");
+            Instant::now() + Duration::from_secs(self.settings.job_drain_secs)
+        })
+    }
+
+    /// Awaits `work`; should shutdown come meanwhile, lets it finish until the drain
+    /// deadline. `None`: it did not.
+    async fn unless_past_drain<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let mut work = pin!(work);
+        tokio::select! {
+            done = &mut work => Some(done),
+            () = self.shutdown.cancelled() => {
+                tokio::time::timeout_at(self.drain_deadline(), work).await.ok()
+            }
+        }
+    }
+
+    /// Deletes `finished` and claims up to `limit` due tasks; with `confirm`, doing the
+    /// first attempts of confirmations at once (`CLAIM`).
+    async fn claim(
+        &self,
+        limit: usize,
+        finished: &[Uuid],
+        confirm: bool,
+    ) -> anyhow::Result<Claimed> {
         let claimed = async {
             let mut conn = self.db.get().await?;
             let queues: Vec<&str> = QUEUES.to_vec();
-            anyhow::Ok(
-                prepared(CLAIM)
-                    .bind::<Array<Text>, _>(queues)
-                    .bind::<BigInt, _>(i64::try_from(limit)?)
-                    .bind::<Array<SqlUuid>, _>(finished.to_vec())
-                    .load(&mut conn)
-                    .await?,
-            )
+            let confirm_type = if confirm { CONFIRMATION_TASK } else { "" };
+            let rows: Vec<ClaimedOrConfirmed> = prepared(CLAIM)
+                .bind::<Array<Text>, _>(queues)
+                .bind::<BigInt, _>(i64::try_from(limit)?)
+                .bind::<Array<SqlUuid>, _>(finished.to_vec())
+                .bind::<Text, _>(CONFIRMATION_QUEUE)
+                .bind::<Text, _>(confirm_type)
+                .load(&mut conn)
+                .await?;
+            anyhow::Ok(rows.into_iter().collect())
         };
         let claimed = claimed.await;
         self.reached_postgres(claimed.is_ok());
         claimed
+    }
+
+    /// Publishes and counts the confirmations a claim did.
+    fn confirmed_in_claim(
+        &self,
+        queued_at: &[chrono::DateTime<chrono::Utc>],
+        changes: Vec<Change>,
+    ) {
+        if queued_at.is_empty() {
+            return;
+        }
+        self.changes.publish_all(changes);
+        let now = chrono::Utc::now();
+        for queued_at in queued_at {
+            if let Ok(lag) = (now - *queued_at).to_std() {
+                metrics::confirmation_lag(lag);
+            }
+        }
+        metrics::task(CONFIRMATION_TASK, "succeeded", queued_at.len() as u64);
     }
 
     async fn rescue_stalled(&self, lease: Duration) {

@@ -18,6 +18,12 @@ use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256";
 pub const PASSWORD: &str = "Correct-Horse-1";
+/// 1 once a backend of the test's database waits for the mailbox's lock: a worker is
+/// confirming while the test holds the mailbox.
+pub const MAIL_INSERTS_BLOCKED: &str = "
+SELECT (count(*) >= 1)::int FROM pg_locks
+ WHERE database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND relation = 'mailbox'::regclass AND NOT granted";
 
 /// The server the tests point at: `DATABASE_URL`'s server, or the local default.
 pub fn server_url() -> String {

@@ -11,7 +11,9 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::helpers::{Account, TestApp, test_jobs_config};
+use mini_compete::config::JobsConfig;
+
+use crate::helpers::{Account, MAIL_INSERTS_BLOCKED, TestApp, test_jobs_config};
 
 const REGISTER: &str = "mutation($id: ID!, $key: String) {
     register(competitionId: $id, idempotencyKey: $key) { id status } }";
@@ -427,14 +429,8 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_mails_nothing_twice() {
     // The victim claims a batch and hangs in it (mail inserts are blocked)...
     let lock = MailboxLock::take(&app).await;
     let mut victim = worker_process(&app, 2);
-    app.wait_for_count(
-        "SELECT (count(*) >= 4)::int FROM fang_tasks
-          WHERE task_type = 'confirmation' AND state = 'in_progress'",
-        1,
-        WAIT,
-    )
-    .await;
-    // ...and dies with its tasks `in_progress`.
+    app.wait_for_count(MAIL_INSERTS_BLOCKED, 1, WAIT).await;
+    // ...and dies holding its tasks.
     victim.kill().await.unwrap();
     let survivors = [worker_process(&app, 2), worker_process(&app, 2)];
     lock.release().await;
@@ -465,12 +461,7 @@ async fn a_worker_finishes_its_running_task_on_sigterm_before_exiting() {
 
     let lock = MailboxLock::take(&app).await;
     let mut worker = worker_process(&app, 300);
-    app.wait_for_count(
-        "SELECT count(*) FROM fang_tasks WHERE state = 'in_progress'",
-        1,
-        WAIT,
-    )
-    .await;
+    app.wait_for_count(MAIL_INSERTS_BLOCKED, 1, WAIT).await;
     let pid = worker.id().expect("running").to_string();
     let signalled = Command::new("kill")
         .args(["-TERM", &pid])
@@ -501,4 +492,80 @@ async fn a_worker_finishes_its_running_task_on_sigterm_before_exiting() {
     assert_eq!(app.count(QUEUED_CONFIRMATIONS).await, 0);
     assert_eq!(app.count(CONFIRMED).await, 1);
     assert_eq!(app.count("SELECT count(*) FROM mailbox").await, 1);
+}
+
+/// A confirmation's first attempt is done by the statement that claims it: the task is
+/// deleted with its registration confirmed and mailed, never written `in_progress` first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_confirmation_is_done_by_its_claim_without_an_in_progress_write() {
+    const ROWS: i64 = 20;
+    let app = TestApp::spawn_without_workers().await;
+    let competition = competition(&app, "Cup", chrono::Duration::days(5)).await;
+    let participants = app.bulk_participants(ROWS as usize).await;
+    for who in &participants {
+        register(&app, who, &competition).await;
+    }
+    // No cron task falls due meanwhile: each would be claimed `in_progress`, as it should.
+    let far_away = "0 0 0 1 1 * 2099";
+    let workers = app.start_workers(JobsConfig {
+        reminder_cron: far_away.to_owned(),
+        prune_cron: far_away.to_owned(),
+        ..test_jobs_config()
+    });
+    app.wait_for_count(CONFIRMED, ROWS, WAIT).await;
+    app.wait_for_count(QUEUED_CONFIRMATIONS, 0, WAIT).await;
+    workers.stop().await;
+    // Postgres publishes its table statistics within a second or so of each transaction.
+    app.wait_for_count(
+        "SELECT n_tup_del FROM pg_stat_user_tables WHERE relname = 'fang_tasks'",
+        ROWS,
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'fang_tasks'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM mailbox WHERE kind = 'CONFIRMATION'")
+            .await,
+        ROWS
+    );
+}
+
+/// A confirmation task the claiming statement cannot read fails that statement; the worker
+/// then claims plainly, so that task is dead-lettered alone and the rest of the batch is
+/// confirmed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmation_task_that_cannot_be_read_fails_alone_and_the_rest_are_confirmed() {
+    let app = TestApp::spawn_without_workers().await;
+    let competition = competition(&app, "Cup", chrono::Duration::days(5)).await;
+    let participants = app.bulk_participants(3).await;
+    for who in &participants {
+        register(&app, who, &competition).await;
+    }
+    app.run_sql(
+        "INSERT INTO fang_tasks (metadata, task_type)
+         VALUES ('{\"type\": \"ConfirmRegistration\", \"registration_id\": \"not-a-uuid\"}',
+                 'confirmation')",
+    )
+    .await;
+    let workers = app.start_workers(test_jobs_config());
+    app.wait_for_count(CONFIRMED, 3, WAIT).await;
+    app.wait_for_count(
+        "SELECT count(*) FROM failed_jobs WHERE retries = 0 AND metadata->>'registration_id' = 'not-a-uuid'",
+        1,
+        WAIT,
+    )
+    .await;
+    workers.stop().await;
+    assert_eq!(app.count("SELECT count(*) FROM mailbox").await, 3);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM fang_tasks WHERE state <> 'failed' AND task_type = 'confirmation'"
+        )
+        .await,
+        0
+    );
 }
