@@ -445,10 +445,18 @@ async fn commands_run(redis: &TestRedis) -> HashMap<String, u64> {
         .collect()
 }
 
-/// A registration asks Redis twice: it reserves its key, then records the outcome. The pool
-/// lends a connection that answered a moment ago without a `PING` of its own first.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_registration_costs_redis_two_commands() {
+const REGISTER: &str = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id } }";
+
+/// A server without workers on a Redis of the test's own, an organizer's competition of 100
+/// seats, and `participants` participants to register for it.
+struct Registering {
+    redis: TestRedis,
+    app: TestApp,
+    competition: String,
+    participants: Vec<Account>,
+}
+
+async fn registering_beside_own_redis(participants: usize) -> Registering {
     let redis = TestRedis::start().await;
     let mut config = test_config();
     config.jobs.worker_concurrency = 0;
@@ -458,13 +466,30 @@ async fn a_registration_costs_redis_two_commands() {
     let competition = app
         .new_competition(&organizer, json!({ "capacity": 100 }))
         .await;
-    let participants = app.bulk_participants(21).await;
-    let register = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id } }";
+    let participants = app.bulk_participants(participants).await;
+    Registering {
+        redis,
+        app,
+        competition,
+        participants,
+    }
+}
+
+/// A registration asks Redis twice: it reserves its key, then records the outcome. The pool
+/// lends a connection that answered a moment ago without a `PING` of its own first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_costs_redis_two_commands() {
+    let Registering {
+        redis,
+        app,
+        competition,
+        participants,
+    } = registering_beside_own_redis(21).await;
     // Warm: the first registration may find only a connection that has been idle a while.
     query(
         &app,
         Some(&participants[0]),
-        register,
+        REGISTER,
         json!({ "id": competition, "key": "warm" }),
     )
     .await;
@@ -480,7 +505,7 @@ async fn a_registration_costs_redis_two_commands() {
         query(
             &app,
             Some(who),
-            register,
+            REGISTER,
             json!({ "id": competition, "key": format!("key-{index}") }),
         )
         .await;
@@ -539,27 +564,22 @@ async fn redis_connections(
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_registrations_share_one_redis_connection() {
     const AT_ONCE: usize = 32;
-    let redis = TestRedis::start().await;
-    let mut config = test_config();
-    config.jobs.worker_concurrency = 0;
-    config.redis_url = redis.url();
-    let app = TestApp::spawn_with(config).await;
     // Signing up goes through Redis's rate limits: the server is connected from here on.
-    let organizer = app.signup("ORGANIZER").await;
-    let competition = app
-        .new_competition(&organizer, json!({ "capacity": 100 }))
-        .await;
-    let participants = app.bulk_participants(AT_ONCE).await;
+    let Registering {
+        redis,
+        app,
+        competition,
+        participants,
+    } = registering_beside_own_redis(AT_ONCE).await;
     let client = bb8_redis::redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let (_, accepted_before) = redis_connections(&mut conn).await;
 
-    let register = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id } }";
     futures_util::future::join_all(participants.iter().enumerate().map(|(index, who)| {
         query(
             &app,
             Some(who),
-            register,
+            REGISTER,
             json!({ "id": competition, "key": format!("key-{index}") }),
         )
     }))
