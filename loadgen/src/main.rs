@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use drive::{Driver, Request, Tally};
+use drive::{Driver, Request, Tally, cycle};
 use env::{Env, Target};
 use mini_compete::{config::JobsConfig, db, jobs};
 use serde_json::{Map, Value, json};
@@ -321,7 +321,7 @@ async fn registrations(args: &Args, target: &Target, scenario: Scenario) -> anyh
             register(who, competition_ids[pick])
         })
         .collect();
-    let driver = Driver::new(&env.graphql_url, clients)?;
+    let driver = Driver::new(&env.graphql_url)?;
     let label = scenario.name();
     let (tally, rss) = with_peak_rss(driver.all(clients.min(participants), requests, &label)).await;
     let ended = tokio::time::Instant::now();
@@ -370,8 +370,9 @@ async fn registrations(args: &Args, target: &Target, scenario: Scenario) -> anyh
     Ok(report)
 }
 
-fn list_request() -> Request {
-    Request::new(LIST, json!({}), None)
+/// The anonymous listing, built once and sent over and over.
+fn listings() -> impl Fn(usize) -> Request + Send + Sync + 'static {
+    cycle(vec![Request::new(LIST, json!({}), None)])
 }
 
 /// Clients of every read scenario.
@@ -387,7 +388,7 @@ async fn read_scenario(
     script: &str,
 ) -> anyhow::Result<Report> {
     let label = scenario.name();
-    let driver = Driver::new(&env.graphql_url, READ_CLIENTS)?;
+    let driver = Driver::new(&env.graphql_url)?;
     let (tally, rss) = with_peak_rss(driver.during(READ_CLIENTS, timed(args), make, &label)).await;
     let mut report = Report::new(scenario, tally);
     report.rss_mib = rss.filter(|_| env.in_process());
@@ -402,14 +403,7 @@ async fn read_scenario(
 async fn reads(args: &Args, target: &Target) -> anyhow::Result<Report> {
     let env = Env::start(target, args.server_workers).await?;
     env.competitions(200, 100).await?;
-    read_scenario(
-        args,
-        env,
-        Scenario::Reads,
-        |_| list_request(),
-        ceiling::READS,
-    )
-    .await
+    read_scenario(args, env, Scenario::Reads, listings(), ceiling::READS).await
 }
 
 const READ_ONE: &str = "query($id: ID!) { competition(id: $id) {
@@ -419,8 +413,11 @@ async fn read_one(args: &Args, target: &Target) -> anyhow::Result<Report> {
     let env = Env::start(target, args.server_workers).await?;
     let ids = env.competitions(200, 100).await?;
     env.execute(&[ceiling::READ_ONE_IDS]).await?;
-    let make =
-        move |sent: usize| Request::new(READ_ONE, json!({ "id": ids[sent % ids.len()] }), None);
+    let make = cycle(
+        ids.iter()
+            .map(|id| Request::new(READ_ONE, json!({ "id": id }), None))
+            .collect(),
+    );
     read_scenario(args, env, Scenario::ReadOne, make, ceiling::READ_ONE).await
 }
 
@@ -446,14 +443,12 @@ async fn my_registrations(args: &Args, target: &Target) -> anyhow::Result<Report
     let people = env.participants(500).await?;
     env.execute(&REGISTER_TEN_EACH).await?;
     env.execute(&[ceiling::MY_REGISTRATIONS_IDS]).await?;
-    let tokens: Vec<Arc<str>> = people
-        .iter()
-        .map(|who| Arc::from(who.token.as_str()))
-        .collect();
-    let make = move |sent: usize| {
-        let token = Arc::clone(&tokens[sent % tokens.len()]);
-        Request::new(MY_REGISTRATIONS, json!({}), Some(token))
-    };
+    let make = cycle(
+        people
+            .iter()
+            .map(|who| Request::new(MY_REGISTRATIONS, json!({}), token(who)))
+            .collect(),
+    );
     read_scenario(
         args,
         env,
@@ -485,14 +480,11 @@ async fn organizer_view(args: &Args, target: &Target) -> anyhow::Result<Report> 
     env.execute(&REGISTER_ROUND_ROBIN).await?;
     env.execute(&[ceiling::READ_ONE_IDS]).await?;
     let token: Arc<str> = Arc::from(env.organizer_token().await?.as_str());
-    let make = move |sent: usize| {
-        let id = ids[sent % ids.len()];
-        Request::new(
-            ORGANIZER_VIEW,
-            json!({ "id": id }),
-            Some(Arc::clone(&token)),
-        )
-    };
+    let make = cycle(
+        ids.iter()
+            .map(|id| Request::new(ORGANIZER_VIEW, json!({ "id": id }), Some(token.clone())))
+            .collect(),
+    );
     read_scenario(
         args,
         env,
@@ -507,7 +499,7 @@ async fn login_flood(args: &Args, target: &Target) -> anyhow::Result<Report> {
     let (clients, flooders) = (64, 32);
     let env = Env::start(target, args.server_workers).await?;
     env.competitions(200, 100).await?;
-    let driver = Driver::new(&env.graphql_url, clients + flooders)?;
+    let driver = Driver::new(&env.graphql_url)?;
     let email = format!("{}@flood.example", Uuid::new_v4().simple());
     let signup = Request::new(
         "mutation($input: SignupInput!) { signup(input: $input) { token } }",
@@ -520,7 +512,7 @@ async fn login_flood(args: &Args, target: &Target) -> anyhow::Result<Report> {
         .map_err(|error| anyhow::anyhow!("signup failed: {error:?}"))?;
 
     let alone = driver
-        .during(clients, timed(args), |_| list_request(), "reads alone")
+        .during(clients, timed(args), listings(), "reads alone")
         .await;
     let login = Request::new(
         LOGIN,
@@ -536,13 +528,8 @@ async fn login_flood(args: &Args, target: &Target) -> anyhow::Result<Report> {
                 .await
         })
     };
-    let (beside, rss) = with_peak_rss(driver.during(
-        clients,
-        timed(args),
-        |_| list_request(),
-        "reads beside logins",
-    ))
-    .await;
+    let (beside, rss) =
+        with_peak_rss(driver.during(clients, timed(args), listings(), "reads beside logins")).await;
     let logins = flood.await?;
     let mut report = Report::new(Scenario::LoginFlood, beside);
     report.rss_mib = rss.filter(|_| env.in_process());
@@ -631,22 +618,18 @@ async fn hostile(args: &Args, target: &Target) -> anyhow::Result<Report> {
     let clients = 64;
     let env = Env::start(target, args.server_workers).await?;
     env.competitions(200, 100).await?;
-    let driver = Driver::new(&env.graphql_url, clients + 1)?;
+    let driver = Driver::new(&env.graphql_url)?;
     let alone = driver
-        .during(clients, timed(args), |_| list_request(), "reads alone")
+        .during(clients, timed(args), listings(), "reads alone")
         .await;
     let attack = {
         let driver = driver.clone();
         let duration = timed(args);
         tokio::spawn(async move { driver.during(1, duration, hostile_request, "hostile").await })
     };
-    let (beside, rss) = with_peak_rss(driver.during(
-        clients,
-        timed(args),
-        |_| list_request(),
-        "reads beside hostile",
-    ))
-    .await;
+    let (beside, rss) =
+        with_peak_rss(driver.during(clients, timed(args), listings(), "reads beside hostile"))
+            .await;
     let attack = attack.await?;
     let mut report = Report::new(Scenario::Hostile, beside);
     report.rss_mib = rss.filter(|_| env.in_process());
@@ -698,7 +681,7 @@ async fn waitlist(args: &Args, target: &Target) -> anyhow::Result<Report> {
     let competition = env.competitions(1, i32::try_from(capacity)?).await?[0];
     let people = env.participants(crowd).await?;
     let requests = people.iter().map(|who| queue(who, competition)).collect();
-    let driver = Driver::new(&env.graphql_url, clients)?;
+    let driver = Driver::new(&env.graphql_url)?;
     let (tally, rss) = with_peak_rss(driver.all(clients, requests, "waitlist")).await;
     let mut report = Report::new(Scenario::Waitlist, tally);
     report.rss_mib = rss.filter(|_| env.in_process());
@@ -831,7 +814,7 @@ async fn subscribers(args: &Args, target: &Target) -> anyhow::Result<Report> {
     let people = env.participants(2 * participants).await?;
     let (first_half, people) = people.split_at(participants);
     // The same load without watchers first, on the same servers: the cost of watching.
-    let driver = Driver::new(&env.graphql_url, clients)?;
+    let driver = Driver::new(&env.graphql_url)?;
     let alone = driver
         .all(
             clients,
@@ -962,7 +945,7 @@ async fn jobs_latency(args: &Args, target: &Target) -> anyhow::Result<Report> {
     let env = Env::start(target, args.server_workers.max(1)).await?;
     let count = scaled(100.0 * args.duration_secs as f64, args.scale);
     let requests = spread_registrations(&env, count).await?;
-    let driver = Driver::new(&env.graphql_url, 64)?;
+    let driver = Driver::new(&env.graphql_url)?;
     let (tally, rss) = with_peak_rss(driver.at_rate(100.0, requests, "steady registrations")).await;
     wait_for(&env, CONFIRMED, tally.ok as i64).await?;
     let mut report = Report::new(Scenario::Jobs, tally);
@@ -1009,7 +992,7 @@ async fn drain_rate(
 ) -> anyhow::Result<f64> {
     let env = Env::start(target, 0).await?;
     let requests = spread_registrations(&env, backlog).await?;
-    let driver = Driver::new(&env.graphql_url, 64)?;
+    let driver = Driver::new(&env.graphql_url)?;
     let queued = driver.all(64, requests, "queueing").await;
     let stop = CancellationToken::new();
     let settings = JobsConfig {
