@@ -415,6 +415,60 @@ async fn one_key_sent_thirty_times_at_once_registers_once() {
     );
 }
 
+/// Coming back after a cancellation takes a second statement (the first meets the old
+/// registration): twenty cancelled participants race back for ten seats, each with two keys
+/// at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelled_participants_racing_back_for_fewer_seats_never_oversell() {
+    let app = TestApp::spawn_without_workers().await;
+    let competition = open_competition(&app, 20).await;
+    let people = app.bulk_participants(20).await;
+    for who in &people {
+        let body = register(&app, who, &competition, "first").await;
+        let id = body["data"]["register"]["id"].clone();
+        let cancelled = app
+            .gql_as(Some(&who.token), CANCEL, json!({ "id": id }))
+            .await;
+        assert_eq!(
+            cancelled["data"]["cancelRegistration"]["status"], "CANCELLED",
+            "{cancelled}"
+        );
+    }
+    app.run_sql("UPDATE competitions SET capacity = 10").await;
+
+    let results = concurrently(40, 40, |index| {
+        let key = if index < 20 { "back" } else { "back-again" };
+        register_request(&app, &people[index % 20], &competition, key)
+    })
+    .await;
+    let mut back = HashSet::new();
+    for (body, code) in results.iter().zip(codes(&results)) {
+        match code.as_str() {
+            "OK" => {
+                assert_eq!(body["data"]["register"]["status"], "PENDING", "{body}");
+                let user = body["data"]["register"]["user"]["id"].as_str().unwrap();
+                assert!(back.insert(user.to_owned()), "registered twice: {body}");
+            }
+            "COMPETITION_FULL" | "ALREADY_REGISTERED" | "REQUEST_IN_PROGRESS" => {}
+            _ => panic!("{body}"),
+        }
+    }
+    assert_eq!(back.len(), 10, "{:?}", codes(&results));
+    assert_eq!(
+        app.count("SELECT registered_count FROM competitions").await,
+        10
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM registrations WHERE status = 'PENDING'")
+            .await,
+        10
+    );
+    assert_eq!(app.count("SELECT count(*) FROM registrations").await, 20);
+    // One task per activation: twenty first ones, ten again.
+    assert_eq!(app.count("SELECT count(*) FROM fang_tasks").await, 30);
+    assert_eq!(app.count("SELECT count(*) FROM idempotency_keys").await, 30);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cancellations_racing_registrations_never_oversell() {
     let app = TestApp::spawn_without_workers().await;
