@@ -292,8 +292,6 @@ async fn take_place(
     waitlist: bool,
 ) -> AppResult<Registration> {
     let mut conn = db.get().await?;
-    // A seat that frees up between "full" and joining the list is taken instead; the loop
-    // ends as soon as the competition stops flipping between full and not.
     let registering = |sql| {
         prepared(sql)
             .bind::<SqlUuid, _>(competition_id)
@@ -302,6 +300,8 @@ async fn take_place(
             .bind::<Text, _>(jobs::CONFIRMATION_QUEUE)
             .bind::<Text, _>(key.to_owned())
     };
+    // A seat that frees up between "full" and joining the list is taken instead; the loop
+    // ends as soon as the competition stops flipping between full and not.
     for _ in 0..3 {
         let registered = match run(
             &mut conn,
