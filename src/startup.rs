@@ -12,7 +12,7 @@ use axum::{
     routing::{get, post},
 };
 use tokio::{
-    net::TcpListener,
+    net::{TcpListener, TcpSocket},
     sync::{mpsc, oneshot, watch},
 };
 use tokio_util::sync::CancellationToken;
@@ -34,8 +34,24 @@ use crate::{
 };
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections the kernel holds for the accept loop (it caps this at `net.core.somaxconn`).
+/// A flash crowd connects all at once: with the default of 128, every connection past the
+/// queue was dropped and waited a second for its SYN to be sent again.
+const LISTEN_BACKLOG: u32 = 4096;
 /// How long closing the WebSockets may take on shutdown.
 const SOCKETS_DRAIN: Duration = Duration::from_secs(5);
+
+/// A listener on `addr` with room for a flash crowd's connections (`LISTEN_BACKLOG`).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -92,8 +108,7 @@ impl Application {
         let (fatal_tx, fatal) = mpsc::channel(1);
         let sockets = Sockets::new(config.live.clone());
         prepare_database(config.database_url.clone(), migrated, fatal_tx).await?;
-        let listener = TcpListener::bind(config.bind_addr)
-            .await
+        let listener = listen(config.bind_addr)
             .with_context(|| format!("cannot listen on {} (BIND_ADDR)", config.bind_addr))?;
         let metrics = match config.http.metrics_addr {
             Some(addr) => Some((metrics::bind(addr).await?, metrics::Sources::from(&state))),

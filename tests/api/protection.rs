@@ -1,7 +1,7 @@
 //! The server protects itself: password attempts are rate-limited across processes (and
 //! per process while Redis is down), each request has a time budget, and past its
 //! in-flight limit the server sheds load at once; under a crowd, connections are lent in the
-//! order callers asked.
+//! order callers asked, and a crowd's own connections all wait in the listen queue.
 
 use std::time::{Duration, Instant};
 
@@ -276,4 +276,48 @@ async fn a_caller_whose_turn_does_not_come_gives_up_and_is_counted() {
     pool.get()
         .await
         .expect("lent again once the connection is back");
+}
+
+/// The kernel's count of connections dropped because a listen queue was full.
+fn listen_overflows() -> u64 {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").expect("/proc/net/netstat");
+    let mut tcp_ext = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next().unwrap(), tcp_ext.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenOverflows")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("TcpExt ListenOverflows")
+}
+
+/// A flash crowd opens its connections all at once. The listen queue holds them all: a
+/// connection dropped from a full queue waits a second for its SYN to be sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_connections_at_once_all_wait_in_the_listen_queue() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn_without_workers().await;
+    let dropped_before = listen_overflows();
+    let connections =
+        futures_util::future::join_all((0..1000).map(|_| tokio::net::TcpStream::connect(app.addr)))
+            .await;
+    let dropped = listen_overflows() - dropped_before;
+
+    let served = futures_util::future::join_all(connections.into_iter().map(|connection| async {
+        let mut connection = connection.expect("connected");
+        connection
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("request sent");
+        let mut answer = String::new();
+        connection
+            .read_to_string(&mut answer)
+            .await
+            .expect("answer read");
+        answer.starts_with("HTTP/1.1 200")
+    }))
+    .await;
+    assert!(served.iter().all(|served| *served), "a connection unserved");
+    assert_eq!(dropped, 0, "connections dropped from a full listen queue");
 }
