@@ -253,6 +253,39 @@ async fn each_read_shape_costs_the_statements_it_should() {
 /// Places on waiting lists cost no statement per WAITLISTED row: an organizer's listing
 /// holds the whole list, so it tells each place itself; a participant's places (each on
 /// another competition's list) are read together, in one statement more.
+/// No competition carries a tag of more than 40 characters, so a filter by a longer one
+/// (up to a megabyte of it) finds nothing without a statement; one of 40 still finds its
+/// competition.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_longer_than_any_finds_nothing_without_a_statement() {
+    const TAGGED: &str = "query($tag: String) {
+        competitions(tag: $tag) { totalCount edges { node { tags } } } }";
+    count_every_connection();
+    let app = TestApp::spawn_without_workers().await;
+    let organizer = app.signup("ORGANIZER").await;
+    let longest = "t".repeat(40);
+    app.new_competition(&organizer, json!({ "tags": [longest] }))
+        .await;
+
+    let (found, sent) =
+        statements_of(&app, query(&app, None, TAGGED, json!({ "tag": longest }))).await;
+    assert_eq!(found["data"]["competitions"]["totalCount"], 1, "{found}");
+    assert_eq!(
+        found["data"]["competitions"]["edges"][0]["node"]["tags"][0],
+        longest.as_str()
+    );
+    assert!(!sent.is_empty());
+
+    for tag in ["t".repeat(41), "t".repeat(900_000)] {
+        let (none, sent) =
+            statements_of(&app, query(&app, None, TAGGED, json!({ "tag": tag }))).await;
+        let listing = &none["data"]["competitions"];
+        assert_eq!(listing["totalCount"], 0, "{listing}");
+        assert_eq!(listing["edges"], json!([]), "{listing}");
+        assert_eq!(sent, Vec::<String>::new());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn waiting_list_places_cost_no_statement_per_row() {
     count_every_connection();
