@@ -62,23 +62,24 @@ pub struct Registration {
     pub waitlist_seq: Option<i64>,
 }
 
-/// Takes a seat and registers `$2` for competition `$1`, with its confirmation task
-/// (`$3` task name, `$4` queue) and the durable record of its idempotency key `$5`, in one
-/// statement. No row: no seat was taken. A key used before violates
-/// `idempotency_keys_pkey`, and a registration of `$2` for `$1` (active, or cancelled:
-/// then `REGISTER_AGAIN`) violates `registrations_one_per_user`; either aborts it all.
-/// (Public for the load generator, which measures what Postgres alone does with it.)
-pub const REGISTER: &str = "
+/// The seat: `$1`'s row lock and one more registered, while there is room and it is open.
+macro_rules! take_seat {
+    () => {
+        "
 WITH seat AS (
     UPDATE competitions SET registered_count = registered_count + 1
      WHERE id = $1 AND registered_count < capacity AND reg_deadline > now()
        AND cancelled_at IS NULL
     RETURNING id
-), registered AS (
-    INSERT INTO registrations (user_id, competition_id)
-    SELECT $2, id FROM seat
-    RETURNING *
-), task AS (
+)"
+    };
+}
+
+/// The confirmation task (`$3` task name, `$4` queue) and the record of the key `$5` of
+/// what `registered` holds, which the statement answers.
+macro_rules! task_and_record {
+    () => {
+        ", task AS (
     INSERT INTO fang_tasks (metadata, task_type)
     SELECT jsonb_build_object('type', $3::text, 'registration_id', id, 'activation', activation),
            $4
@@ -89,20 +90,34 @@ WITH seat AS (
 )
 SELECT id, user_id, competition_id, status, created_at, confirmed_at, cancelled_at,
        waitlist_seq
-  FROM registered";
+  FROM registered"
+    };
+}
+
+/// Takes a seat and registers `$2` for competition `$1`, with its confirmation task
+/// (`$3` task name, `$4` queue) and the durable record of its idempotency key `$5`, in one
+/// statement. No row: no seat was taken. A key used before violates
+/// `idempotency_keys_pkey`, and a registration of `$2` for `$1` (active, or cancelled:
+/// then `REGISTER_AGAIN`) violates `registrations_one_per_user`; either aborts it all.
+/// (Public for the load generator, which measures what Postgres alone does with it.)
+pub const REGISTER: &str = concat!(
+    take_seat!(),
+    ", registered AS (
+    INSERT INTO registrations (user_id, competition_id)
+    SELECT $2, id FROM seat
+    RETURNING *
+)",
+    task_and_record!()
+);
 
 /// `REGISTER` for a participant who registered for `$1` before: a cancelled registration
 /// becomes PENDING again (a new activation, with its own task); an active one still makes
 /// the INSERT violate `registrations_one_per_user`, which gives the seat back. Run only after
 /// `REGISTER` met a registration: the extra UPDATE made every registration a third dearer
 /// in Postgres (pgbench, the schema ceiling: about 7 400 against 9 900 tps).
-const REGISTER_AGAIN: &str = "
-WITH seat AS (
-    UPDATE competitions SET registered_count = registered_count + 1
-     WHERE id = $1 AND registered_count < capacity AND reg_deadline > now()
-       AND cancelled_at IS NULL
-    RETURNING id
-), reactivated AS (
+const REGISTER_AGAIN: &str = concat!(
+    take_seat!(),
+    ", reactivated AS (
     UPDATE registrations
        SET status = 'PENDING', created_at = now(), confirmed_at = NULL, cancelled_at = NULL,
            activation = activation + 1
@@ -115,18 +130,9 @@ WITH seat AS (
     RETURNING *
 ), registered AS (
     SELECT * FROM reactivated UNION ALL SELECT * FROM inserted
-), task AS (
-    INSERT INTO fang_tasks (metadata, task_type)
-    SELECT jsonb_build_object('type', $3::text, 'registration_id', id, 'activation', activation),
-           $4
-      FROM registered
-), recorded AS (
-    INSERT INTO idempotency_keys (user_id, key, competition_id, registration_id)
-    SELECT $2, $5, $1, id FROM registered
-)
-SELECT id, user_id, competition_id, status, created_at, confirmed_at, cancelled_at,
-       waitlist_seq
-  FROM registered";
+)",
+    task_and_record!()
+);
 
 /// Puts `$2` on the waiting list of competition `$1`, full and open, with the record of its
 /// key `$3`, in one statement; no row when it is not full (a seat freed up: take it) or
