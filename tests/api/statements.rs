@@ -480,6 +480,12 @@ async fn commands_run(redis: &TestRedis) -> HashMap<String, u64> {
 
 const REGISTER: &str = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id } }";
 
+/// `who` registers for `competition` with the `index`th key.
+async fn register(app: &TestApp, who: &Account, competition: &str, index: usize) -> Value {
+    let variables = json!({ "id": competition, "key": format!("key-{index}") });
+    query(app, Some(who), REGISTER, variables).await
+}
+
 /// A server without workers on a Redis of the test's own, an organizer's competition of 100
 /// seats, and `participants` participants to register for it.
 struct Registering {
@@ -535,13 +541,7 @@ async fn a_registration_costs_redis_two_commands() {
 
     let before = commands_run(&redis).await;
     for (index, who) in participants[1..].iter().enumerate() {
-        query(
-            &app,
-            Some(who),
-            REGISTER,
-            json!({ "id": competition, "key": format!("key-{index}") }),
-        )
-        .await;
+        register(&app, who, &competition, index).await;
     }
     // Each outcome is recorded after the answer: wait for the last one.
     let expected = HashMap::from([("set".to_owned(), 20), ("setex".to_owned(), 20)]);
@@ -608,14 +608,12 @@ async fn concurrent_registrations_share_one_redis_connection() {
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let (_, accepted_before) = redis_connections(&mut conn).await;
 
-    futures_util::future::join_all(participants.iter().enumerate().map(|(index, who)| {
-        query(
-            &app,
-            Some(who),
-            REGISTER,
-            json!({ "id": competition, "key": format!("key-{index}") }),
-        )
-    }))
+    futures_util::future::join_all(
+        participants
+            .iter()
+            .enumerate()
+            .map(|(index, who)| register(&app, who, &competition, index)),
+    )
     .await;
     assert_eq!(
         app.count("SELECT count(*) FROM registrations").await,
