@@ -5,6 +5,7 @@
 //! `jobs` runs the background tasks; `startup` wires pools, schema, router and workers together.
 
 pub mod accounts;
+pub mod allocator;
 pub mod auth;
 pub mod competitions;
 pub mod config;

@@ -4,11 +4,6 @@ use mini_compete::{config::Config, db, graphql, jobs, metrics, seed, startup};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// glibc's allocator showed up at ~15% of the CPU under load; mimalloc is faster with many
-/// threads and returns memory better.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Mini-Compete: competitions with idempotent, never-oversold registration.
 #[derive(Parser)]
 #[command(version, about)]
@@ -62,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
             .with_span_list(false)
             .init(),
     }
+    mini_compete::allocator::configure();
     let config = cli.config;
     match cli.command {
         Command::Serve => {

@@ -27,11 +27,6 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// glibc's allocator showed up at ~15% of the CPU under load; mimalloc is faster with many
-/// threads and returns memory better.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const REGISTER: &str = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id status } }";
 const LIST: &str = "{ competitions(first: 20) { edges { node {
     id title capacity registeredCount regDeadline startDate organizer { id name } } } } }";
@@ -197,6 +192,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // As the server binary does: the in-process server measures like the real one.
+    mini_compete::allocator::configure();
     let args = Args::parse();
     anyhow::ensure!(args.scale > 0.0, "--scale must be positive");
     let scenarios = if args.scenarios.is_empty() {

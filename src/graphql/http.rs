@@ -418,25 +418,27 @@ fn parse_body(bytes: &[u8], limits: &DocumentLimits) -> Result<GraphqlRequest, R
             limits.max_value_depth
         ))));
     }
-    let body = match serde_json::from_slice::<Value>(bytes) {
+    let mut body = match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(body)) => body,
         Ok(Value::Array(_)) => return Err(bad_request("batched requests are not supported")),
         Ok(_) => return Err(bad_request("the body must be a JSON object")),
         Err(_) => return Err(bad_request("the body is not valid JSON")),
     };
-    let text = |name: &str| match body.get(name) {
+    // Taken out of the body rather than copied: a document can be a megabyte.
+    let mut text = |name: &str| match body.remove(name) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(Value::String(text)) => Ok(Some(text)),
         Some(_) => Err(bad_request(&format!("{name} must be a string"))),
     };
-    let object = |name: &str| match body.get(name) {
+    let (query, operation_name) = (text("query")?, text("operationName")?);
+    let mut object = |name: &str| match body.remove(name) {
         None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(object)) => Ok(object.clone()),
+        Some(Value::Object(object)) => Ok(object),
         Some(_) => Err(bad_request(&format!("{name} must be an object"))),
     };
     let request = GraphqlRequest {
-        query: text("query")?,
-        operation_name: text("operationName")?,
+        query,
+        operation_name,
         variables: object("variables")?,
         extensions: object("extensions")?,
     };

@@ -242,7 +242,7 @@ fn schema_graphql_matches_the_code() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn serve_creates_its_database_and_exits_cleanly_on_sigterm() {
+async fn serve_creates_its_database_turns_off_huge_pages_and_exits_cleanly_on_sigterm() {
     let config = test_config();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -273,6 +273,15 @@ async fn serve_creates_its_database_and_exits_cleanly_on_sigterm() {
     }
 
     let pid = server.id().unwrap().to_string();
+    // Huge pages would let an attacker's megabyte documents keep 2 MiB resident per few
+    // live bytes (the allocator's settings in `allocator.rs`).
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|line| line.split_whitespace().eq(["THP_enabled:", "0"])),
+        "transparent huge pages are on for serve:\n{status}"
+    );
     let killed = tokio::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
