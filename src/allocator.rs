@@ -5,8 +5,8 @@
 //! threads. As it comes, though, a client sending megabyte documents back to back made the
 //! server peak at 57-101 MiB where it needs about 40: mimalloc asks for transparent huge
 //! pages, so a few live bytes can keep 2 MiB resident, and it keeps freed memory for 1 s
-//! before giving it back. Without huge pages and with a 100 ms delay it peaks at 38-46 MiB,
-//! and honest load is no slower.
+//! before giving it back. Without huge pages and with a 100 ms delay it peaks at 38-46 MiB;
+//! honest load measured the same, within the noise of alternating runs.
 
 use std::ffi::c_long;
 
