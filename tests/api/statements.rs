@@ -250,9 +250,6 @@ async fn each_read_shape_costs_the_statements_it_should() {
     }
 }
 
-/// Places on waiting lists cost no statement per WAITLISTED row: an organizer's listing
-/// holds the whole list, so it tells each place itself; a participant's places (each on
-/// another competition's list) are read together, in one statement more.
 /// No competition carries a tag of more than 40 characters, so a filter by a longer one
 /// (up to a megabyte of it) finds nothing without a statement; one of 40 still finds its
 /// competition.
@@ -286,6 +283,9 @@ async fn a_tag_longer_than_any_finds_nothing_without_a_statement() {
     }
 }
 
+/// Places on waiting lists cost no statement per WAITLISTED row: an organizer's listing
+/// holds the whole list, so it tells each place itself; a participant's places (each on
+/// another competition's list) are read together, in one statement more.
 #[tokio::test(flavor = "multi_thread")]
 async fn waiting_list_places_cost_no_statement_per_row() {
     count_every_connection();
