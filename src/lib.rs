@@ -18,6 +18,7 @@ pub mod live;
 pub mod mail;
 pub mod metrics;
 pub mod redis;
+pub mod registrar;
 pub mod registrations;
 pub mod request_log;
 pub mod schema;

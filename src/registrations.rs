@@ -28,6 +28,7 @@ use crate::{
     idempotency::{self, IdempotencyStore, Record, Reservation},
     jobs,
     live::{Change, Changes},
+    registrar::Registrar,
     schema::{competitions, registrations, users},
     users::{Role, User},
 };
@@ -222,7 +223,7 @@ SELECT c.id IS NOT NULL AS found, c.reg_deadline, c.cancelled_at IS NOT NULL AS 
 /// Registers the caller (a participant) once per idempotency key: a seat if one is free,
 /// else — when `waitlist` — a place on the waiting list.
 pub async fn register(
-    db: &PgPool,
+    registrar: &Registrar,
     idempotency: &IdempotencyStore,
     changes: &Changes,
     caller: &Claims,
@@ -233,6 +234,7 @@ pub async fn register(
     if caller.role != Role::Participant {
         return Err(AppError::Forbidden("only participants can register"));
     }
+    let db = registrar.db();
     let attempt = match idempotency.reserve(caller.sub, key, competition_id).await? {
         Reservation::Completed(registration_id) => {
             let mut conn = db.get().await?;
@@ -255,7 +257,7 @@ pub async fn register(
         Reservation::Acquired(attempt) => Some(attempt),
         Reservation::Unavailable => None,
     };
-    let outcome = take_place(db, caller.sub, competition_id, key, waitlist).await;
+    let outcome = take_place(registrar, caller.sub, competition_id, key, waitlist).await;
     if let Some(attempt) = attempt {
         match &outcome {
             // The answer does not wait for Redis: until the outcome lands there, a replay
@@ -288,16 +290,23 @@ async fn replay_record(
         .ok_or(AppError::NotFound("registration"))
 }
 
-/// A seat (one statement, one round trip under the row lock), or else, when asked for and
-/// the competition is full, a place on the waiting list (a second statement).
+/// A seat, taken together with other requests' when certain (`Registrar`), or else on its
+/// own (one statement, one round trip under the row lock); or else, when asked for and the
+/// competition is full, a place on the waiting list (a second statement).
 async fn take_place(
-    db: &PgPool,
+    registrar: &Registrar,
     user_id: Uuid,
     competition_id: Uuid,
     key: &str,
     waitlist: bool,
 ) -> AppResult<Registration> {
-    let mut conn = db.get().await?;
+    if let Some(registration) = registrar
+        .first_attempt(user_id, competition_id, key)
+        .await?
+    {
+        return Ok(registration);
+    }
+    let mut conn = registrar.db().get().await?;
     let registering = |sql| {
         prepared(sql)
             .bind::<SqlUuid, _>(competition_id)

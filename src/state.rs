@@ -13,6 +13,7 @@ use crate::{
     jobs,
     live::{Changes, Hub},
     redis::{self, Breaker, RedisPool},
+    registrar::Registrar,
     throttle::Throttle,
 };
 
@@ -24,6 +25,8 @@ pub struct AppState {
     /// The accounts bearer tokens name (deleted ones are refused).
     pub accounts: Accounts,
     pub idempotency: IdempotencyStore,
+    /// Takes concurrent registrations together.
+    pub registrar: Registrar,
     /// Rate limits on log-in and sign-up.
     pub throttle: Arc<Throttle>,
     /// Wakes the workers when a registration queued a confirmation.
@@ -79,6 +82,7 @@ impl AppState {
                 config.idempotency_lock_secs,
             ),
             accounts: Accounts::new(db.clone()),
+            registrar: Registrar::spawn(db.clone()),
             db,
             throttle: Arc::new(Throttle::new(
                 redis.clone(),

@@ -118,7 +118,7 @@ impl Mutation {
             idempotency::resolve_key(ctx.idempotency_key_header(), idempotency_key.as_deref())?;
         let state = ctx.state();
         let registered = registrations::register(
-            &state.db,
+            &state.registrar,
             &state.idempotency,
             &state.changes,
             caller,

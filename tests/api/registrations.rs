@@ -589,6 +589,95 @@ async fn without_redis_registration_keeps_its_promises_on_postgres_alone() {
     );
 }
 
+/// Concurrent first attempts are registered together (one statement takes every attempt
+/// queued meanwhile); each must still get what it would have got alone. Without Redis, so
+/// that duplicates of one key reach Postgres too: a crowd for three seats, participants
+/// trying twice with two keys, and keys sent for two competitions at once, all in flight
+/// together.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crowd_registered_together_gets_what_each_would_alone() {
+    let mut config = test_config();
+    config.jobs.worker_concurrency = 0;
+    config.redis_url = "redis://127.0.0.1:1".to_owned();
+    let app = TestApp::spawn_with(config).await;
+    let (small, big, other) = (
+        open_competition(&app, 3).await,
+        open_competition(&app, 50).await,
+        open_competition(&app, 50).await,
+    );
+    let crowd = app.bulk_participants(8).await;
+    let doubles = app.bulk_participants(6).await;
+    let reusers = app.bulk_participants(4).await;
+    let mut attempts: Vec<(&Account, &str, String)> = Vec::new();
+    for (index, who) in crowd.iter().enumerate() {
+        attempts.push((who, &small, format!("crowd-{index}")));
+    }
+    for who in &doubles {
+        attempts.push((who, &big, "first".to_owned()));
+        attempts.push((who, &big, "second".to_owned()));
+    }
+    for who in &reusers {
+        attempts.push((who, &big, "shared".to_owned()));
+        attempts.push((who, &other, "shared".to_owned()));
+    }
+    let bodies = futures_util::future::join_all(
+        attempts
+            .iter()
+            .map(|(who, competition, key)| register(&app, who, competition, key)),
+    )
+    .await;
+
+    // Every registration answered went to the request that asked for it.
+    for ((who, competition, _), body) in attempts.iter().zip(&bodies) {
+        let registration = &body["data"]["register"];
+        if !registration.is_null() {
+            assert_eq!(registration["user"]["id"], who.id.as_str(), "{body}");
+            assert_eq!(registration["competition"]["id"], *competition, "{body}");
+        }
+    }
+    let codes = codes(&bodies);
+    let mut crowd_codes = codes[..8].to_vec();
+    crowd_codes.sort();
+    assert_eq!(
+        crowd_codes,
+        [vec!["COMPETITION_FULL"; 5], vec!["OK"; 3]].concat(),
+        "{bodies:?}"
+    );
+    for pair in codes[8..20].chunks(2) {
+        let mut pair = pair.to_vec();
+        pair.sort();
+        assert_eq!(pair, ["ALREADY_REGISTERED", "OK"], "{bodies:?}");
+    }
+    for pair in codes[20..].chunks(2) {
+        let mut pair = pair.to_vec();
+        pair.sort();
+        assert_eq!(pair, ["IDEMPOTENCY_KEY_REUSED", "OK"], "{bodies:?}");
+    }
+
+    let registered = 3 + 6 + 4;
+    assert_eq!(
+        app.count("SELECT count(*) FROM registrations").await,
+        registered
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM fang_tasks").await,
+        registered
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM idempotency_keys").await,
+        registered
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM competitions c
+              WHERE registered_count <> (SELECT count(*) FROM registrations r
+                                          WHERE r.competition_id = c.id)"
+        )
+        .await,
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashed_attempt_blocks_its_key_only_until_the_lock_expires() {
     let mut config = test_config();

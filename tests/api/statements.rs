@@ -478,7 +478,8 @@ async fn commands_run(redis: &TestRedis) -> HashMap<String, u64> {
         .collect()
 }
 
-const REGISTER: &str = "mutation($id: ID!, $key: String) { register(competitionId: $id, idempotencyKey: $key) { id } }";
+const REGISTER: &str = "mutation($id: ID!, $key: String) {
+    register(competitionId: $id, idempotencyKey: $key) { id user { id } competition { id } } }";
 
 /// `who` registers for `competition` with the `index`th key.
 async fn register(app: &TestApp, who: &Account, competition: &str, index: usize) -> Value {
@@ -567,6 +568,73 @@ async fn a_registration_costs_redis_two_commands() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Registrations that arrive together are registered together: a first registration alone
+/// is one registering statement, and 48 at once (on three competitions) take far fewer than 48, each
+/// answered with its own registration.
+#[tokio::test(flavor = "multi_thread")]
+async fn registrations_at_once_share_their_statements() {
+    const AT_ONCE: usize = 48;
+    count_every_connection();
+    let Registering {
+        app,
+        competition,
+        participants,
+        ..
+    } = registering_beside_own_redis(AT_ONCE + 1).await;
+    let organizer = app.signup("ORGANIZER").await;
+    let mut competitions = vec![competition];
+    for _ in 0..2 {
+        competitions.push(
+            app.new_competition(&organizer, json!({ "capacity": 100 }))
+                .await,
+        );
+    }
+    let registering = |sent: &[String]| {
+        sent.iter()
+            .filter(|sql| sql.contains("INSERT INTO registrations"))
+            .count()
+    };
+    let (_, sent) = statements_of(
+        &app,
+        register(&app, &participants[AT_ONCE], &competitions[0], 0),
+    )
+    .await;
+    assert_eq!(registering(&sent), 1, "{sent:#?}");
+
+    let (app, competitions) = (&app, &competitions);
+    let at_once = participants[..AT_ONCE]
+        .iter()
+        .enumerate()
+        .map(|(index, who)| {
+            let competition = &competitions[index % competitions.len()];
+            async move {
+                json!([
+                    who.id,
+                    competition,
+                    register(app, who, competition, index).await
+                ])
+            }
+        });
+    let (bodies, sent) = statements_of(app, async {
+        json!(futures_util::future::join_all(at_once).await)
+    })
+    .await;
+    for answer in bodies.as_array().unwrap() {
+        let registration = &answer[2]["data"]["register"];
+        assert_eq!(registration["user"]["id"], answer[0], "{answer}");
+        assert_eq!(registration["competition"]["id"], answer[1], "{answer}");
+    }
+    let statements = registering(&sent);
+    assert!(
+        statements <= AT_ONCE / 2,
+        "{AT_ONCE} registrations at once took {statements} registering statements"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM registrations").await,
+        AT_ONCE as i64 + 1
+    );
 }
 
 /// What Redis says about its connections: the client list, and how many it ever accepted.
