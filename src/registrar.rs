@@ -12,7 +12,8 @@
 //! seat of an open competition. Every other attempt (a full or closed competition, a
 //! participant registered before, a key used before, a failed statement) is answered "not
 //! taken", and the request goes its own way with `registrations::REGISTER` and its
-//! companions, which tell every case apart exactly as before.
+//! companions, which tell every case apart exactly as before. A lost connection is each
+//! request's error, as it would have been alone.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -136,7 +137,7 @@ struct Waiting {
     user_id: Uuid,
     competition_id: Uuid,
     key: String,
-    /// The registration made, or None: the request goes its own way.
+    /// The registration made; None: the request goes its own way; or Postgres's loss.
     answer: oneshot::Sender<AppResult<Option<Registration>>>,
 }
 
@@ -207,8 +208,8 @@ impl Registrar {
 
     /// Registers `user_id` for `competition_id` under `key` together with whatever other
     /// requests are registering now, if certain (see the module); None when the request
-    /// must go its own way. Postgres unavailable (no connection, or the statement's lost)
-    /// is an error, as it would have been alone: nothing was written.
+    /// must go its own way. Postgres unavailable (no connection, or the statement's
+    /// connection lost) is an error, as it would have been alone.
     pub async fn first_attempt(
         &self,
         user_id: Uuid,
