@@ -545,14 +545,19 @@ async fn cancellations_racing_registrations_never_oversell() {
     assert!(count <= 50);
 }
 
+/// A server without workers whose Redis is unreachable.
+async fn spawn_without_redis() -> TestApp {
+    let mut config = test_config();
+    config.jobs.worker_concurrency = 0;
+    config.redis_url = "redis://127.0.0.1:1".to_owned();
+    TestApp::spawn_with(config).await
+}
+
 /// Redis accelerates, Postgres decides: with Redis unreachable, registering keeps every
 /// promise on the Postgres path alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_registration_keeps_its_promises_on_postgres_alone() {
-    let mut config = test_config();
-    config.jobs.worker_concurrency = 0;
-    config.redis_url = "redis://127.0.0.1:1".to_owned();
-    let app = TestApp::spawn_with(config).await;
+    let app = spawn_without_redis().await;
     let competition = open_competition(&app, 5).await;
     let other = open_competition(&app, 5).await;
     let participant = app.signup("PARTICIPANT").await;
@@ -596,10 +601,7 @@ async fn without_redis_registration_keeps_its_promises_on_postgres_alone() {
 /// together.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crowd_registered_together_gets_what_each_would_alone() {
-    let mut config = test_config();
-    config.jobs.worker_concurrency = 0;
-    config.redis_url = "redis://127.0.0.1:1".to_owned();
-    let app = TestApp::spawn_with(config).await;
+    let app = spawn_without_redis().await;
     let (small, big, other) = (
         open_competition(&app, 3).await,
         open_competition(&app, 50).await,
